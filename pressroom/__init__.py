@@ -1,0 +1,1 @@
+"""The operator's command line: `pressroom run`, `ingest`, `worker`, `scheduler`, and tools."""

@@ -1,0 +1,154 @@
+"""The `pressroom` command: the embedded stack, each server on its own, and operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+
+from shared.settings import Settings, SettingsError
+
+POOL_NAMES = ("render", "notify", "scheduler")
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"pressroom: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def require_redis(settings: Settings) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}: {exc}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    require_redis(settings)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="pressroom-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    host = os.environ.get("PRESSROOM_HOST", "127.0.0.1")
+    argv = [
+        "gunicorn", "--workers", str(settings.ingest_workers), "--worker-class", "gthread",
+        "--threads", "4", "--bind", f"{host}:{settings.port}", "--graceful-timeout", "20",
+    ]
+    if args.access_log:
+        argv += ["--access-logfile", "-"]
+    argv.append("services.ingest.app:create_app()")
+    os.execvp(sys.executable, [sys.executable, "-m", *argv])
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    for pool in args.pools:
+        if pool not in POOL_NAMES:
+            fail(f"unknown pool {pool!r}; pools are: {', '.join(POOL_NAMES)}")
+    require_redis(settings)
+    name = "-".join(args.pools)
+    argv = [
+        sys.executable, "-m", "celery", "-A", "shared.worker_app", "worker",
+        "-Q", ",".join(args.pools), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        "--concurrency", str(args.concurrency or settings.worker_concurrency),
+        "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
+    ]
+    os.execvp(sys.executable, argv)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> None:
+    settings = load_settings()
+    require_redis(settings)
+    os.makedirs(settings.state_dir, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "celery", "-A", "shared.worker_app", "worker", "--beat",
+        "-Q", "scheduler", "-n", f"scheduler-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1",
+        "--schedule", os.path.join(settings.state_dir, "beat-schedule"),
+        "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
+    ]
+    os.execvp(sys.executable, argv)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from pressroom.embedded import run_stack
+
+    raise SystemExit(run_stack())
+
+
+def cmd_site(args: argparse.Namespace) -> None:
+    from pressroom.site_server import serve
+
+    serve(load_settings())
+
+
+def cmd_post(args: argparse.Namespace) -> None:
+    """Post a NINJS file, signed with the first webhook secret (or the API token)."""
+    from shared.signatures import signed_headers
+
+    settings = load_settings()
+    with open(args.file, "rb") as fh:
+        body = fh.read()
+    headers = {"Content-Type": "application/json"}
+    if settings.webhook_keys:
+        headers.update(signed_headers(settings.webhook_keys[0], f"msg_{uuid.uuid4().hex}", body))
+    elif settings.api_token:
+        headers["Authorization"] = f"Bearer {settings.api_token}"
+    else:
+        fail("set PRESSROOM_WEBHOOK_SECRETS or PRESSROOM_API_TOKEN to sign the request")
+    url = (args.api or settings.public_api_url) + "/v1/articles"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - operator-given URL
+            print(response.status, json.dumps(json.loads(response.read()), indent=2))
+    except urllib.error.HTTPError as exc:
+        print(exc.code, exc.read().decode(errors="replace"), file=sys.stderr)
+        raise SystemExit(1) from None
+    except urllib.error.URLError as exc:
+        fail(f"cannot reach {url}: {exc.reason}", 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="the whole stack in the foreground (embedded Redis and S3 unless configured)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("ingest", help="the ingest API under gunicorn")
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("worker", help="a Celery worker for the named pools")
+    p.add_argument("pools", nargs="+", metavar="POOL", help=f"one or more of {', '.join(POOL_NAMES)}")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("scheduler", help="periodic work: outbox sweep, embargo release")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(func=cmd_scheduler)
+    p = sub.add_parser("site", help="serve the site bucket at PRESSROOM_SITE_PORT for local browsing")
+    p.set_defaults(func=cmd_site)
+    p = sub.add_parser("post", help="post a NINJS file to the API, signed")
+    p.add_argument("file")
+    p.add_argument("--api", help="API base URL (default PRESSROOM_PUBLIC_API_URL)")
+    p.set_defaults(func=cmd_post)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

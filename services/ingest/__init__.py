@@ -1,0 +1,1 @@
+"""The ingest API: takes articles by webhook, answers at once, queues the pipeline."""

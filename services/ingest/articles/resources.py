@@ -1,0 +1,189 @@
+"""Article resources: the webhook that takes NINJS documents, status, withdrawal."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+from flask import current_app, jsonify, request
+from flask_smorest import Blueprint, abort
+from marshmallow import ValidationError
+
+from services.ingest import auth, metrics
+from services.ingest.articles import intake
+from services.ingest.articles.schemas import AcceptedSchema, ArticleStatusSchema
+from services.ingest.idempotency import Idempotency, Replay
+from shared import keys
+from shared.ninjs import NinjsArticle, article_from_loaded, error_list
+from shared.runtime import runtime_for
+from shared.storage import StorageUnavailable
+
+log = logging.getLogger("pressroom.ingest")
+
+blp = Blueprint("articles", __name__, description="Articles: the NINJS webhook, status and withdrawal")
+
+UNAVAILABLE = {"Retry-After": "5"}
+_schema = NinjsArticle()
+
+
+def _ctx():
+    ext = current_app.extensions["pressroom"]
+    return ext["settings"], runtime_for(ext["settings"]), ext["celery"]
+
+
+def _json(body: dict, status: int):
+    """A finished Response: error and replayed bodies must not pass through the 202 schema."""
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _replay(replay: Replay):
+    response = _json(replay.body, replay.status)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _accepted_body(aid: str, uri: str, decision, settings) -> dict:
+    body = {
+        "id": aid,
+        "uri": uri,
+        "version": decision.version,
+        "status": decision.status,
+        "outcome": decision.outcome,
+        "status_url": f"{settings.public_api_url}/v1/articles/{aid}",
+    }
+    if decision.outcome == "stale":
+        body["message"] = f"Version {decision.version} or newer is already stored; nothing changed."
+    return body
+
+
+@blp.route("/v1/articles", methods=["POST"])
+@blp.doc(
+    summary="Publish, correct or withdraw an article (NINJS 1.x webhook)",
+    security=[{"standardWebhooks": []}, {"bearer": []}],
+    requestBody={"required": True, "content": {"application/json": {"schema": "NinjsArticle"}}},
+)
+@blp.response(202, AcceptedSchema, description="Stored durably and queued")
+@blp.alt_response(200, schema=AcceptedSchema, description="An equal or newer version is stored; nothing changed")
+@blp.alt_response(400, description="Body is not JSON")
+@blp.alt_response(401, description="Missing or bad signature / token")
+@blp.alt_response(409, description="The same webhook-id is being processed right now; retry")
+@blp.alt_response(413, description="Body larger than PRESSROOM_MAX_BODY_BYTES")
+@blp.alt_response(415, description="Content-Type is not JSON")
+@blp.alt_response(422, description="Invalid document: errors lists field paths and messages")
+@blp.alt_response(503, description="Storage or Redis unavailable; nothing was accepted, retry")
+def post_article():
+    settings, rt, celery = _ctx()
+    body = request.get_data(cache=False)
+    webhook_id = auth.authenticate_webhook(settings, body)
+    source, idem_key = ("webhook", webhook_id) if webhook_id else ("token", request.headers.get("Idempotency-Key"))
+    idem = Idempotency(rt.redis, settings.idempotency_ttl) if idem_key else None
+    if idem:
+        try:
+            claim = idem.claim(source, idem_key)
+        except redis.RedisError as exc:
+            log.error("redis unavailable: %s", exc)
+            abort(503, message="Pressroom's state store is unavailable; retry later.", headers=UNAVAILABLE)
+        if isinstance(claim, Replay):
+            metrics.ARTICLES.labels("replayed").inc()
+            return _replay(claim)
+        if claim is False:
+            abort(409, message="A request with this webhook-id is in progress; retry shortly.")
+    try:
+        status, answer = _accept(settings, rt, celery, body)
+    except Exception:
+        if idem:
+            idem.release(source, idem_key)
+        raise
+    if idem:
+        idem.remember(source, idem_key, status, answer)
+    return _json(answer, status)
+
+
+def _accept(settings, rt, celery, body: bytes) -> tuple[int, dict]:
+    """Validate and accept; returns (status, body). Client errors come back as (4xx, error body)."""
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        abort(415, message=f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}.")
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        metrics.ARTICLES.labels("rejected").inc()
+        return 400, _error(400, "Bad Request", f"Body is not valid JSON: {exc}")
+    try:
+        loaded = _schema.load(doc)
+    except ValidationError as exc:
+        metrics.ARTICLES.labels("rejected").inc()
+        errors = error_list(exc.messages)
+        return 422, _error(422, "Unprocessable Entity", "The NINJS document is invalid.", errors)
+    article = article_from_loaded(loaded)
+    try:
+        result = intake.accept_article(rt, celery, article, doc)
+    except (StorageUnavailable, redis.RedisError) as exc:
+        log.error("cannot accept %s v%s: %s", article.id, article.version, exc)
+        metrics.ARTICLES.labels("unavailable").inc()
+        abort(503, message="Storage is unavailable; nothing was accepted, retry later.", headers=UNAVAILABLE)
+    decision = result.decision
+    metrics.ARTICLES.labels(decision.outcome).inc()
+    log.info("article %s v%s %s (%s)", article.id, article.version, decision.outcome, decision.status)
+    return (202 if decision.outcome == "accepted" else 200), _accepted_body(
+        article.id, article.uri, decision, settings
+    )
+
+
+def _error(code: int, status: str, message: str, errors: list | None = None) -> dict:
+    body = {"code": code, "status": status, "message": message}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+@blp.route("/v1/articles/<string:article_id>", methods=["GET"])
+@blp.doc(summary="Where an article is in the pipeline", security=[{"bearer": []}])
+@blp.response(200, ArticleStatusSchema)
+@blp.alt_response(404, description="No such article")
+def get_article(article_id: str):
+    settings, rt, _ = _ctx()
+    auth.require_token(settings)
+    state = _load_state(rt, article_id)
+    embargo = float(state.get("embargo") or 0)
+    return {
+        "id": article_id,
+        "uri": state.get("uri"),
+        "status": state.get("status"),
+        "version": int(state["version"]),
+        "published_version": int(state["published_version"]) if state.get("published_version") else None,
+        "url": state.get("url") or None,
+        "key": state.get("key") or None,
+        "embargoed_until": embargo or None,
+        "reason": state.get("reason") or None,
+        "timeline": state["timeline"],
+    }
+
+
+@blp.route("/v1/articles/<string:article_id>", methods=["DELETE"])
+@blp.doc(summary="Withdraw (unpublish) an article", security=[{"bearer": []}])
+@blp.response(202, AcceptedSchema)
+@blp.alt_response(404, description="No such article")
+def delete_article(article_id: str):
+    settings, rt, celery = _ctx()
+    auth.require_token(settings)
+    state = _load_state(rt, article_id)
+    try:
+        decision = intake.withdraw_article(rt, celery, article_id)
+    except redis.RedisError:
+        abort(503, message="Pressroom's state store is unavailable; retry later.", headers=UNAVAILABLE)
+    return _accepted_body(article_id, state.get("uri"), decision, settings), 202
+
+
+def _load_state(rt, article_id: str) -> dict:
+    if not keys.ARTICLE_ID.match(article_id):
+        abort(404, message=f"No article with id {article_id!r}.")
+    try:
+        state = rt.articles.get(article_id)
+    except redis.RedisError:
+        abort(503, message="Pressroom's state store is unavailable; retry later.", headers=UNAVAILABLE)
+    if state is None:
+        abort(404, message=f"No article with id {article_id!r}.")
+    return state

@@ -1,0 +1,1 @@
+"""The notify pool: matches subscribers and delivers webhooks and email."""

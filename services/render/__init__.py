@@ -1,0 +1,1 @@
+"""The render pool: turns stored articles into pages in the site bucket."""

@@ -1,0 +1,1 @@
+"""Contracts the Pressroom services share: settings, Celery app, schemas, storage, keys."""

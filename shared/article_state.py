@@ -1,0 +1,198 @@
+"""Where each article is in the pipeline, kept in Redis and changed only atomically.
+
+One hash per article holds the desired state (latest accepted `version`, its document
+key, whether it should be withdrawn, its embargo) and the observed state (`status`,
+`published_version`, `path`, `url`, `key`). Version comparisons happen inside Lua
+scripts, so concurrent and out-of-order deliveries always converge on the newest version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis
+
+from shared import keys
+
+TIMELINE_LENGTH = 200
+
+# KEYS: state, timeline, outbox, embargoes
+# ARGV: version, doc_key, uri, withdraw, embargo_ts, now, event_json, aid
+_ACCEPT = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+local version = tonumber(ARGV[1])
+if version <= current then
+  return {'stale', tostring(current), redis.call('HGET', KEYS[1], 'status') or ''}
+end
+local status = 'queued'
+local embargo = tonumber(ARGV[5])
+if ARGV[4] ~= '1' and embargo > tonumber(ARGV[6]) then status = 'scheduled' end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc_key', ARGV[2], 'uri', ARGV[3],
+  'withdraw', ARGV[4], 'embargo', ARGV[5], 'status', status, 'updated_at', ARGV[6])
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
+redis.call('RPUSH', KEYS[2], ARGV[7])
+redis.call('LTRIM', KEYS[2], -200, -1)
+local member = ARGV[8] .. ':' .. ARGV[1]
+if status == 'scheduled' then
+  redis.call('ZADD', KEYS[4], embargo, ARGV[8])
+else
+  redis.call('ZREM', KEYS[4], ARGV[8])
+  redis.call('ZADD', KEYS[3], ARGV[6], member)
+end
+return {'accepted', ARGV[1], status}
+"""
+
+# KEYS: state, timeline, outbox
+# ARGV: now, event_json, aid
+_WITHDRAW = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then return {'missing', '', ''} end
+if redis.call('HGET', KEYS[1], 'withdraw') == '1' then
+  return {'already', version, redis.call('HGET', KEYS[1], 'status')}
+end
+redis.call('HSET', KEYS[1], 'withdraw', '1', 'status', 'queued', 'updated_at', ARGV[1], 'embargo', '0')
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -200, -1)
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3] .. ':' .. version)
+return {'accepted', version, 'queued'}
+"""
+
+# KEYS: state, timeline
+# ARGV: version, status, event_json, then field/value pairs
+_FINISH = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], -200, -1)
+if current == tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'status', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # accepted | stale | missing | already
+    version: int | None
+    status: str
+
+
+def _event(event: str, version: int | None = None, **detail) -> str:
+    item = {"at": time.time(), "event": event}
+    if version is not None:
+        item["version"] = version
+    item.update({k: v for k, v in detail.items() if v is not None})
+    return json.dumps(item, separators=(",", ":"))
+
+
+class ArticleState:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._accept = client.register_script(_ACCEPT)
+        self._withdraw = client.register_script(_WITHDRAW)
+        self._finish = client.register_script(_FINISH)
+
+    def accept(
+        self,
+        aid: str,
+        uri: str,
+        version: int,
+        doc_key: str,
+        withdraw: bool = False,
+        embargo: float | None = None,
+        now: float | None = None,
+    ) -> Decision:
+        """Record a newly accepted version unless a newer or equal one is stored."""
+        now = time.time() if now is None else now
+        event = _event("withdraw requested" if withdraw else "accepted", version)
+        outcome, stored, status = self._accept(
+            keys=[keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX, keys.EMBARGOES],
+            args=[version, doc_key, uri, "1" if withdraw else "0", embargo or 0, now, event, aid],
+        )
+        return Decision(_s(outcome), int(_s(stored)), _s(status))
+
+    def request_withdraw(self, aid: str, now: float | None = None) -> Decision:
+        now = time.time() if now is None else now
+        outcome, version, status = self._withdraw(
+            keys=[keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX],
+            args=[now, _event("withdraw requested", source="api"), aid],
+        )
+        return Decision(_s(outcome), int(_s(version)) if _s(version) else None, _s(status))
+
+    def finish(self, aid: str, version: int, status: str, event: str, **fields) -> bool:
+        """Record the outcome of processing `version`; the status changes only if it is still current."""
+        detail = {k: v for k, v in fields.items() if k in ("url", "reason")}
+        pairs: list = []
+        for name, value in fields.items():
+            pairs += [name, "" if value is None else value]
+        return bool(
+            self._finish(
+                keys=[keys.article_state(aid), keys.article_timeline(aid)],
+                args=[version, status, _event(event, version, **detail), *pairs],
+            )
+        )
+
+    def log(self, aid: str, event: str, version: int | None = None, **detail) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(keys.article_timeline(aid), _event(event, version, **detail))
+        pipe.ltrim(keys.article_timeline(aid), -TIMELINE_LENGTH, -1)
+        pipe.execute()
+
+    def get(self, aid: str) -> dict | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.article_state(aid))
+        pipe.lrange(keys.article_timeline(aid), 0, -1)
+        state, timeline = pipe.execute()
+        if not state:
+            return None
+        state = {_s(k): _s(v) for k, v in state.items()}
+        state["timeline"] = [json.loads(_s(item)) for item in timeline]
+        return state
+
+    def claim_path(self, aid: str, path: str) -> bool:
+        """Reserve a public path for one article; True if it is (now) this article's."""
+        key = keys.path_claim(path)
+        if self.redis.set(key, aid, nx=True):
+            return True
+        return _s(self.redis.get(key)) == aid
+
+    def release_path(self, aid: str, path: str) -> None:
+        key = keys.path_claim(path)
+        if _s(self.redis.get(key)) == aid:
+            self.redis.delete(key)
+
+    # outbox: accepted work not yet handed to the broker
+    def outbox_done(self, aid: str, version: int) -> None:
+        self.redis.zrem(keys.OUTBOX, f"{aid}:{version}")
+
+    def outbox_due(self, older_than: float, limit: int = 500) -> list[tuple[str, int]]:
+        members = self.redis.zrangebyscore(keys.OUTBOX, "-inf", older_than, start=0, num=limit)
+        out = []
+        for member in members:
+            aid, _, version = _s(member).partition(":")
+            out.append((aid, int(version)))
+        return out
+
+    def embargoes_due(self, now: float, limit: int = 500) -> list[str]:
+        return [_s(m) for m in self.redis.zrangebyscore(keys.EMBARGOES, "-inf", now, start=0, num=limit)]
+
+    def release_embargo(self, aid: str, now: float) -> int | None:
+        """Move an article whose embargo passed from the embargo set to the outbox."""
+        state = self.redis.hmget(keys.article_state(aid), ["version", "status"])
+        pipe = self.redis.pipeline()
+        pipe.zrem(keys.EMBARGOES, aid)
+        if state[0] is not None:
+            version = int(_s(state[0]))
+            pipe.hset(keys.article_state(aid), mapping={"status": "queued", "embargo": "0"})
+            pipe.zadd(keys.OUTBOX, {f"{aid}:{version}": now})
+            pipe.rpush(keys.article_timeline(aid), _event("embargo lifted", version))
+        removed = pipe.execute()[0]
+        return int(_s(state[0])) if removed and state[0] is not None else None
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))

@@ -1,0 +1,62 @@
+"""Names of things in storage and Redis: the one place that knows every key layout."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+PREFIX = "pr"
+
+
+def article_id(uri: str) -> str:
+    """Stable, URL-safe id for an article `uri` (the same uri always maps to the same id)."""
+    return "a" + hashlib.blake2b(uri.encode("utf-8"), digest_size=10).hexdigest()
+
+
+ARTICLE_ID = re.compile(r"^a[0-9a-f]{20}$")
+
+
+def slugify(text: str, max_length: int = 80) -> str:
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "article"
+
+
+# data bucket (private article store)
+def document_key(aid: str, version: int, digest: str) -> str:
+    """Versioned key of one accepted document; the digest keeps two bodies apart."""
+    return f"articles/{aid}/v{version:010d}-{digest[:16]}.json"
+
+
+# site bucket (public)
+def page_key(path: str) -> str:
+    """Object key of the page served at the clean URL `path` (e.g. '2018/09/13/slug/')."""
+    return f"{path.strip('/')}/index.html" if path.strip("/") else "index.html"
+
+
+# redis
+def article_state(aid: str) -> str:
+    return f"{PREFIX}:article:{aid}"
+
+
+def article_timeline(aid: str) -> str:
+    return f"{PREFIX}:article:{aid}:timeline"
+
+
+def article_lock(aid: str) -> str:
+    return f"{PREFIX}:lock:article:{aid}"
+
+
+def path_claim(path: str) -> str:
+    return f"{PREFIX}:path:{path}"
+
+
+def idempotency(source: str, key: str) -> str:
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return f"{PREFIX}:idem:{source}:{digest}"
+
+
+OUTBOX = f"{PREFIX}:outbox"
+EMBARGOES = f"{PREFIX}:embargoes"
+ARTICLES_BY_STATUS = f"{PREFIX}:articles:status:"  # + status -> set of ids

@@ -1,0 +1,286 @@
+"""The NINJS 1.x document schema (IPTC ninjs, plus Superdesk's `guid`) and the article model.
+
+The schema is the API contract for `POST /v1/articles`: it validates what Pressroom
+relies on and lets everything else through untouched (unknown fields are kept in the
+stored document). `Article` is the normalised view the workers render from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import (
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from shared import keys
+
+PUBSTATUS = ("usable", "withheld", "canceled")
+TEXT_TYPES = ("text", "composite")
+LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+class AwareDateTime(fields.DateTime):
+    """ISO 8601 date-time; a value without offset is taken as UTC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class Version(fields.Field):
+    """NINJS `version` is a string; Pressroom orders versions, so it must be a whole number."""
+
+    default_error_messages = {"invalid": "Must be a whole number (e.g. \"3\") so versions can be ordered."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, int) and value >= 0:
+            return value
+        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 15:
+            return int(value.strip())
+        raise self.make_error("invalid")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(value)
+
+
+class Qcode(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.Str(validate=validate.Length(min=1, max=500))
+    code = fields.Str(validate=validate.Length(min=1, max=500))
+    scheme = fields.Str(validate=validate.Length(max=200))
+
+    @validates_schema
+    def name_or_code(self, data, **kwargs):
+        if not data.get("name") and not data.get("code"):
+            raise ValidationError("Give a name or a code.", field_name="name")
+
+
+def _href(value: str) -> None:
+    if value.startswith("data:"):
+        if not re.match(r"^data:image/(jpeg|png|webp|gif);base64,", value):
+            raise ValidationError("A data: URI must be a base64 JPEG, PNG, WebP or GIF image.")
+        return
+    validate.URL(schemes={"http", "https"}, require_tld=False, error="Must be an http(s) URL or a data: URI.")(value)
+
+
+class Rendition(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    href = fields.Str(required=True, validate=_href)
+    mimetype = fields.Str(validate=validate.Length(max=100))
+    width = fields.Int(strict=True, validate=validate.Range(min=1, max=100_000))
+    height = fields.Int(strict=True, validate=validate.Range(min=1, max=100_000))
+
+
+class Picture(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.Str(validate=validate.OneOf(["picture", "graphic"]))
+    uri = fields.Str()
+    mimetype = fields.Str()
+    headline = fields.Str()
+    description_text = fields.Str(validate=validate.Length(max=5000))
+    byline = fields.Str(validate=validate.Length(max=1000))
+    renditions = fields.Dict(keys=fields.Str(), values=fields.Nested(Rendition), required=True)
+
+    @validates_schema
+    def has_rendition(self, data, **kwargs):
+        if not data.get("renditions"):
+            raise ValidationError("A picture needs at least one rendition.", field_name="renditions")
+
+
+class Associations(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    featuremedia = fields.Nested(Picture, allow_none=True)
+
+
+class NinjsArticle(Schema):
+    """An article as a newsroom system posts it (NINJS 1.x)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    uri = fields.Str(validate=validate.Length(min=1, max=1000))
+    guid = fields.Str(validate=validate.Length(min=1, max=1000))
+    type = fields.Str(load_default="text", validate=validate.OneOf(TEXT_TYPES))
+    version = Version(required=True)
+    versioncreated = AwareDateTime()
+    firstcreated = AwareDateTime()
+    embargoed = AwareDateTime(allow_none=True)
+    pubstatus = fields.Str(load_default="usable", validate=validate.OneOf(PUBSTATUS))
+    urgency = fields.Int(strict=True, validate=validate.Range(min=1, max=9))
+    language = fields.Str(validate=validate.Regexp(LANGUAGE, error="Not a language tag (e.g. 'en', 'pt-BR')."))
+    headline = fields.Str(validate=validate.Length(min=1, max=1000))
+    slugline = fields.Str(validate=validate.Length(max=1000))
+    byline = fields.Str(validate=validate.Length(max=1000))
+    located = fields.Str(validate=validate.Length(max=500))
+    description_text = fields.Str(validate=validate.Length(max=10_000))
+    description_html = fields.Str(validate=validate.Length(max=20_000))
+    body_html = fields.Str()
+    body_text = fields.Str()
+    subject = fields.List(fields.Nested(Qcode))
+    place = fields.List(fields.Nested(Qcode))
+    person = fields.List(fields.Nested(Qcode))
+    organisation = fields.List(fields.Nested(Qcode))
+    associations = fields.Nested(Associations)
+
+    @pre_load
+    def must_be_object(self, data, **kwargs):
+        if not isinstance(data, dict):
+            raise ValidationError("The document must be a JSON object.", field_name="_schema")
+        return data
+
+    @validates_schema
+    def publishable(self, data, **kwargs):
+        if not data.get("uri") and not data.get("guid"):
+            raise ValidationError("Give the article's uri (or Superdesk's guid).", field_name="uri")
+        if data.get("pubstatus") == "canceled":
+            return
+        if not data.get("headline"):
+            raise ValidationError("A published article needs a headline.", field_name="headline")
+        if not (data.get("body_html") or data.get("body_text")):
+            raise ValidationError("A published article needs body_html or body_text.", field_name="body_html")
+
+
+def error_list(messages: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Flatten marshmallow's nested error dict into [{'field': 'a.b.0.c', 'message': ...}]."""
+    out: list[dict[str, str]] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            out.extend(error_list(value, name))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out.extend({"field": prefix or "$", "message": m} for m in messages)
+    elif isinstance(messages, list):
+        for item in messages:
+            out.extend(error_list(item, prefix))
+    else:
+        out.append({"field": prefix or "$", "message": str(messages)})
+    return out
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    kind: str  # subject, place, person, organisation
+    scheme: str = ""
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class Photo:
+    href: str
+    caption: str
+    credit: str
+    width: int | None = None
+    height: int | None = None
+    mimetype: str = ""
+
+
+@dataclass(frozen=True)
+class Article:
+    """What the renderer needs of a NINJS document, normalised."""
+
+    id: str
+    uri: str
+    version: int
+    headline: str
+    language: str = "en"
+    slugline: str = ""
+    byline: str = ""
+    located: str = ""
+    summary: str = ""
+    body_html: str = ""
+    body_text: str = ""
+    pubstatus: str = "usable"
+    urgency: int | None = None
+    firstcreated: datetime | None = None
+    versioncreated: datetime | None = None
+    embargoed: datetime | None = None
+    topics: tuple[Topic, ...] = ()
+    photo: Photo | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def section(self) -> str:
+        for topic in self.topics:
+            if topic.scheme == "section":
+                return topic.name
+        return "News"
+
+    @property
+    def published_at(self) -> datetime | None:
+        return self.firstcreated or self.versioncreated
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.pubstatus in ("canceled", "withheld")
+
+
+def load_article(doc: dict) -> Article:
+    """Validate a raw NINJS document and return the article; raises ValidationError."""
+    data = NinjsArticle().load(doc)
+    return article_from_loaded(data)
+
+
+def article_from_loaded(data: dict) -> Article:
+    uri = data.get("uri") or data["guid"]
+    topics = tuple(
+        Topic(name=q.get("name") or q.get("code"), kind=kind, scheme=q.get("scheme", ""), code=q.get("code", ""))
+        for kind in ("subject", "place", "person", "organisation")
+        for q in data.get(kind, [])
+    )
+    photo = None
+    media = (data.get("associations") or {}).get("featuremedia")
+    if media:
+        renditions = media["renditions"]
+        best = renditions.get("original") or max(
+            renditions.values(), key=lambda r: (r.get("width") or 0) * (r.get("height") or 0)
+        )
+        photo = Photo(
+            href=best["href"],
+            caption=media.get("description_text") or media.get("headline") or "",
+            credit=media.get("byline", ""),
+            width=best.get("width"),
+            height=best.get("height"),
+            mimetype=best.get("mimetype") or media.get("mimetype", ""),
+        )
+    return Article(
+        id=keys.article_id(uri),
+        uri=uri,
+        version=data["version"],
+        headline=data.get("headline", ""),
+        language=data.get("language", "en"),
+        slugline=data.get("slugline", ""),
+        byline=data.get("byline", ""),
+        located=data.get("located", ""),
+        summary=data.get("description_text", ""),
+        body_html=data.get("body_html", ""),
+        body_text=data.get("body_text", ""),
+        pubstatus=data.get("pubstatus", "usable"),
+        urgency=data.get("urgency"),
+        firstcreated=data.get("firstcreated"),
+        versioncreated=data.get("versioncreated"),
+        embargoed=data.get("embargoed"),
+        topics=topics,
+        photo=photo,
+        raw=data,
+    )

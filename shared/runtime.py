@@ -1,0 +1,56 @@
+"""Clients a process needs, built lazily from the settings and never shared across forks."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import redis
+
+from shared.article_state import ArticleState
+from shared.settings import Settings
+from shared.storage import S3Storage, s3_client
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            retry_on_timeout=True,
+        )
+
+    @cached_property
+    def s3(self):
+        return s3_client(self.settings)
+
+    @cached_property
+    def site(self) -> S3Storage:
+        return S3Storage(self.s3, self.settings.site_bucket)
+
+    @cached_property
+    def data(self) -> S3Storage:
+        return S3Storage(self.s3, self.settings.data_bucket)
+
+    @cached_property
+    def articles(self) -> ArticleState:
+        return ArticleState(self.redis)
+
+
+_runtimes: dict[int, Runtime] = {}
+
+
+def runtime_for(settings: Settings) -> Runtime:
+    """This process's Runtime; a forked child gets fresh connections of its own."""
+    key = id(settings)
+    rt = _runtimes.get(key)
+    if rt is None or rt.pid != os.getpid():
+        rt = _runtimes[key] = Runtime(settings)
+    return rt

@@ -1,0 +1,137 @@
+"""A small object-storage contract and its S3 implementation.
+
+Callers never import botocore: a missing object is `FileNotFoundError`, any other
+failure to reach or use the store is `StorageUnavailable` (transient: retry later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.settings import Settings
+
+NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+class StorageUnavailable(RuntimeError):
+    """The object store could not be reached or refused the operation; try again later."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    body: bytes
+    content_type: str
+    metadata: dict[str, str]
+
+
+class Storage(Protocol):
+    bucket: str
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        cache_control: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None: ...
+
+    def get(self, key: str) -> StoredObject: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def etag(self, key: str) -> str | None: ...
+
+
+def s3_client(settings: Settings):
+    """A boto3 S3 client for the configured endpoint, with bounded timeouts and retries."""
+    config = Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path"},
+        max_pool_connections=32,
+    )
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+
+
+class S3Storage:
+    def __init__(self, client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        cache_control: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        extra = {"CacheControl": cache_control} if cache_control else {}
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata=metadata or {},
+                **extra,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"put {self.bucket}/{key}: {exc}") from exc
+
+    def get(self, key: str) -> StoredObject:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+            return StoredObject(obj["Body"].read(), obj.get("ContentType", ""), obj.get("Metadata", {}))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
+                raise FileNotFoundError(f"{self.bucket}/{key}") from None
+            raise StorageUnavailable(f"get {self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"get {self.bucket}/{key}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"delete {self.bucket}/{key}: {exc}") from exc
+
+    def etag(self, key: str) -> str | None:
+        """The object's ETag (MD5 of a single-part upload), or None when it does not exist."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ETag"].strip('"')
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
+                return None
+            raise StorageUnavailable(f"head {self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"head {self.bucket}/{key}: {exc}") from exc
+
+    def check(self) -> None:
+        """Raise StorageUnavailable unless the bucket answers."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"bucket {self.bucket}: {exc}") from exc
+
+
+def md5_hex(body: bytes) -> str:
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+def ensure_buckets(settings: Settings) -> None:
+    """Create the site and data buckets when missing (embedded stack, tests, compose)."""
+    client = s3_client(settings)
+    for bucket in (settings.site_bucket, settings.data_bucket):
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError:
+            client.create_bucket(Bucket=bucket)

@@ -1,0 +1,16 @@
+"""Task names and the queue (pool) each belongs to: the contract between services.
+
+Services send tasks by name (`app.send_task(RENDER_ARTICLE, ...)`), so the ingest API
+never imports render or notify code. A task's queue is the part of its name before the
+first dot.
+"""
+
+RENDER_ARTICLE = "render.article"
+SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"
+SCHEDULER_RELEASE_EMBARGOES = "scheduler.release_embargoes"
+
+POOLS = ("render", "notify", "scheduler")
+
+
+def queue_for(task_name: str) -> str:
+    return task_name.split(".", 1)[0]

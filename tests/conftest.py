@@ -1,0 +1,214 @@
+"""Fixtures that start real servers: redis-server, moto's S3 server, Celery workers, gunicorn.
+
+Everything binds to 127.0.0.1 on free ports. Servers are session-scoped; tests keep
+apart by using unique article URIs rather than by flushing shared state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from pressroom import processes
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.storage import ensure_buckets
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "tests" / "samples"  # copies of ../shared/samples
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"pressroom-test-secret-0123456789").decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"pressroom-old-secret-abcdefghijk").decode()
+API_TOKEN = "test-token-0123456789abcdef"
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int, url: str) -> None:
+        self.proc, self.port, self.url = proc, port, url
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_redis(directory: str | None = None, port: int | None = None, persist: bool = False) -> Server:
+    port = port or processes.free_port()
+    directory = directory or tempfile.mkdtemp(prefix="pr-redis-")
+    proc = subprocess.Popen(processes.redis_command(port, directory, persist), stdout=subprocess.DEVNULL)
+    processes.wait_for_port(port, 15, proc)
+    return Server(proc, port, f"redis://127.0.0.1:{port}/0")
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    port = processes.free_port()
+    proc = subprocess.Popen(processes.moto_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes.wait_for_port(port, 30, proc)
+    server = Server(proc, port, f"http://127.0.0.1:{port}")
+    yield server
+    server.stop()
+
+
+def make_env(redis_url: str, s3_url: str, **extra: str) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "PRESSROOM_REDIS_URL": redis_url,
+        "PRESSROOM_S3_ENDPOINT_URL": s3_url,
+        "PRESSROOM_SITE_BUCKET": f"site-{suffix}",
+        "PRESSROOM_DATA_BUCKET": f"data-{suffix}",
+        "PRESSROOM_SITE_URL": "https://news.example.test",
+        "PRESSROOM_WEBHOOK_SECRETS": f"{WEBHOOK_SECRET},{OLD_SECRET}",
+        "PRESSROOM_API_TOKEN": API_TOKEN,
+        "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+        "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="pr-state-"),
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_env(redis_server, s3_server) -> dict[str, str]:
+    """Environment of the shared test stack (buckets created)."""
+    env = make_env(redis_server.url, s3_server.url)
+    ensure_buckets(Settings.from_env({**os.environ, **env}))
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env) -> Settings:
+    return Settings.from_env({**os.environ, **stack_env})
+
+
+@pytest.fixture(scope="session")
+def rt(settings) -> Runtime:
+    return Runtime(settings)
+
+
+def start_process(args: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
+    log_dir = ROOT / "test-artifacts" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / f"{log_name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "pressroom.cli", *args],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def workers(stack_env):
+    """Real Celery worker processes for every pool, plus the scheduler (beat)."""
+    procs = [
+        start_process(["worker", "render", "notify", "--concurrency", "2"], stack_env, "worker"),
+        start_process(["scheduler"], stack_env, "scheduler"),
+    ]
+    yield procs
+    for proc in procs:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def api(stack_env) -> str:
+    """The ingest API under gunicorn, over real HTTP; returns its base URL."""
+    port = processes.free_port()
+    env = {**stack_env, "PRESSROOM_PORT": str(port), "PRESSROOM_INGEST_WORKERS": "2"}
+    proc = start_process(["ingest"], env, "ingest")
+    processes.wait_for_port(port, 60, proc)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@pytest.fixture
+def app(settings):
+    from services.ingest.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def sample(name: str = "seed-article") -> dict:
+    return json.loads((SAMPLES / f"{name}.ninjs.json").read_text())
+
+
+def unique_article(name: str = "seed-article", **changes) -> dict:
+    """A sample article with a fresh uri, so tests never collide on shared servers."""
+    doc = sample(name)
+    doc["uri"] = f"{doc['uri']}-{uuid.uuid4().hex[:10]}"
+    doc.update(changes)
+    return doc
+
+
+def signed(body: bytes, secret: str = WEBHOOK_SECRET, msg_id: str | None = None) -> dict[str, str]:
+    """Headers signed by the standardwebhooks reference library, as a newsroom would send."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    now = datetime.now(tz=UTC)
+    signature = Webhook(secret).sign(msg_id, now, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def auth_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def article_status(api_url: str, aid: str) -> dict:
+    return requests.get(f"{api_url}/v1/articles/{aid}", headers=auth_headers(), timeout=10).json()
