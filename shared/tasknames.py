@@ -6,6 +6,7 @@ first dot.
 """
 
 RENDER_ARTICLE = "render.article"
+NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
 SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"
 SCHEDULER_RELEASE_EMBARGOES = "scheduler.release_embargoes"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,12 +40,16 @@ class Outcome:
     url: str | None = None
 
 
-def reconcile(rt: Runtime, aid: str, version: int) -> Outcome:
+Emit = Callable[[dict], None]
+
+
+def reconcile(rt: Runtime, aid: str, version: int, emit: Emit) -> Outcome:
+    """Publish, update or withdraw; `emit` gets the ArticleEvent to notify subscribers of."""
     lock = rt.redis.lock(keys.article_lock(aid), timeout=rt.settings.task_time_limit + 30, blocking_timeout=10)
     if not lock.acquire():
         raise ArticleBusy(aid)
     try:
-        return _reconcile_locked(rt, aid, version)
+        return _reconcile_locked(rt, aid, version, emit)
     finally:
         try:
             lock.release()
@@ -52,7 +57,7 @@ def reconcile(rt: Runtime, aid: str, version: int) -> Outcome:
             log.warning("lock for %s expired before release", aid)
 
 
-def _reconcile_locked(rt: Runtime, aid: str, version: int) -> Outcome:
+def _reconcile_locked(rt: Runtime, aid: str, version: int, emit: Emit) -> Outcome:
     state = rt.articles.get(aid)
     if state is None:
         return Outcome("missing")
@@ -60,7 +65,7 @@ def _reconcile_locked(rt: Runtime, aid: str, version: int) -> Outcome:
     if current > version:
         return Outcome("superseded")
     if state.get("withdraw") == "1":
-        return withdraw(rt, aid, current, state)
+        return withdraw(rt, aid, current, state, emit)
     if float(state.get("embargo") or 0) > time.time():
         return Outcome("embargoed")
     if state.get("status") == "published" and state.get("published_version") == str(current):
@@ -71,20 +76,41 @@ def _reconcile_locked(rt: Runtime, aid: str, version: int) -> Outcome:
     key = keys.page_key(path)
     upload_if_changed(rt, key, html.encode("utf-8"), HTML, HTML_CACHE)
     url = f"{rt.settings.site_url}/{path}/"
+    first = not state.get("published_version")
+    emit(article_event("article.published" if first else "article.updated", article, url))
     rt.articles.finish(
         aid, current, "published", "published",
-        published_version=current, path=path, url=url, key=key, reason="",
+        published_version=current, published_doc_key=state["doc_key"], path=path, url=url, key=key, reason="",
     )
     log.info("published %s v%s at %s", aid, current, url)
     return Outcome("published", url)
 
 
-def withdraw(rt: Runtime, aid: str, version: int, state: dict) -> Outcome:
+def withdraw(rt: Runtime, aid: str, version: int, state: dict, emit: Emit) -> Outcome:
     if state.get("key"):
         rt.site.delete(state["key"])
+    if state.get("published_version"):
+        article = _load(rt, state.get("published_doc_key") or state["doc_key"])
+        emit(article_event("article.withdrawn", article, state.get("url", "")))
     rt.articles.finish(aid, version, "withdrawn", "withdrawn", published_version="", url="", reason="")
     log.info("withdrew %s", aid)
     return Outcome("withdrawn")
+
+
+def article_event(kind: str, article: Article, url: str) -> dict:
+    """The ArticleEvent message (shared.messages) for subscribers."""
+    return {
+        "type": kind,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "id": article.id,
+        "uri": article.uri,
+        "version": article.version,
+        "headline": article.headline,
+        "summary": article.summary,
+        "url": url,
+        "topics": [t.name for t in article.topics if t.scheme != "collection"],
+        "language": article.language,
+    }
 
 
 def mark_failed(rt: Runtime, aid: str, version: int, reason: str) -> None:

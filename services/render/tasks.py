@@ -17,6 +17,10 @@ log = logging.getLogger("pressroom.render")
 TRANSIENT = (StorageUnavailable, RedisError, publish.ArticleBusy, ConnectionError, TimeoutError)
 
 
+def notify(app, event: dict) -> None:
+    app.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event})
+
+
 @shared_task(
     bind=True,
     name=tasknames.RENDER_ARTICLE,
@@ -33,7 +37,7 @@ def render_article(self, article_id: str, version: int) -> str:
     """Publish, update or withdraw one article. Safe to run any number of times."""
     rt = runtime_for(self.app.pressroom_settings)
     try:
-        outcome = publish.reconcile(rt, article_id, int(version))
+        outcome = publish.reconcile(rt, article_id, int(version), emit=lambda event: notify(self.app, event))
     except publish.PermanentFailure as exc:
         publish.mark_failed(rt, article_id, int(version), str(exc))
         log.error("render %s v%s failed: %s", article_id, version, exc)
