@@ -165,7 +165,8 @@ def error_list(messages: Any, prefix: str = "") -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            # marshmallow nests Dict errors as {key: {"value": ...}}; the path is just the key
+            name = prefix if key in ("_schema", "value") else (f"{prefix}.{key}" if prefix else str(key))
             out.extend(error_list(value, name))
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         out.extend({"field": prefix or "$", "message": m} for m in messages)

@@ -1,0 +1,49 @@
+import pytest
+from marshmallow import ValidationError
+
+from shared import keys
+from shared.ninjs import NinjsArticle, error_list, load_article
+from tests.conftest import sample
+
+
+def test_seed_article_loads_into_the_model():
+    article = load_article(sample())
+    assert article.id == keys.article_id(sample()["uri"])
+    assert article.version == 1
+    assert article.section == "News"
+    assert article.photo.credit == "picture courtesy of the press service of the president of Azerbaijan"
+    assert article.photo.caption.startswith("Israeli Defence Minister Avigdor Liberman meeting")
+    assert {t.name for t in article.topics if t.kind == "person"} >= {"Avigdor Liberman", "Ilham Aliyev"}
+
+
+def test_superdesk_guid_is_accepted_in_place_of_uri():
+    doc = sample()
+    doc["guid"] = doc.pop("uri")
+    assert load_article(doc).uri == sample()["uri"]
+
+
+def test_unknown_fields_are_kept():
+    doc = {**sample(), "extra": {"anything": [1, 2]}}
+    assert NinjsArticle().load(doc)["extra"] == {"anything": [1, 2]}
+
+
+def test_ids_are_url_safe_and_stable():
+    aid = keys.article_id("urn:x:1")
+    assert aid == keys.article_id("urn:x:1") != keys.article_id("urn:x:2")
+    assert keys.ARTICLE_ID.match(aid)
+
+
+def test_error_paths_reach_nested_fields():
+    doc = sample()
+    doc["associations"]["featuremedia"]["renditions"]["original"]["href"] = "ftp://x/y.jpg"
+    doc["subject"][1] = {"scheme": "x"}
+    doc["version"] = "one"
+    with pytest.raises(ValidationError) as info:
+        NinjsArticle().load(doc)
+    fields = {e["field"] for e in error_list(info.value.messages)}
+    assert fields == {"associations.featuremedia.renditions.original.href", "subject.1.name", "version"}
+
+
+def test_canceled_needs_no_body():
+    article = load_article({"uri": "urn:x", "version": "3", "pubstatus": "canceled"})
+    assert article.withdrawn

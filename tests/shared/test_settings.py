@@ -1,0 +1,53 @@
+import pytest
+
+from shared.settings import Settings, SettingsError, parse_webhook_secret
+from tests.conftest import WEBHOOK_SECRET
+
+
+def test_defaults_follow_the_port():
+    s = Settings.from_env({"PRESSROOM_PORT": "9000"})
+    assert s.port == 9000
+    assert s.public_api_url == "http://127.0.0.1:9000"
+    assert s.site_port == 9001
+    assert s.max_body_bytes == 5 * 1024 * 1024
+
+
+def test_secrets_rotate_and_decode():
+    s = Settings.from_env({"PRESSROOM_WEBHOOK_SECRETS": f"{WEBHOOK_SECRET}, {WEBHOOK_SECRET}"})
+    assert len(s.webhook_keys) == 2
+    assert s.webhook_keys[0] == b"pressroom-test-secret-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRESSROOM_SITE_BUCKET": ""}, "PRESSROOM_SITE_BUCKET: a bucket name is required"),
+        ({"PRESSROOM_DATA_BUCKET": "Bad_Bucket"}, "PRESSROOM_DATA_BUCKET: 'Bad_Bucket' is not a valid S3 bucket name"),
+        ({"PRESSROOM_WEBHOOK_SECRETS": "secret123"}, "PRESSROOM_WEBHOOK_SECRETS: secret must start with 'whsec_'"),
+        ({"PRESSROOM_WEBHOOK_SECRETS": "whsec_!!!notbase64"}, "is not valid base64"),
+        ({"PRESSROOM_WEBHOOK_SECRETS": "whsec_c2hvcnQ="}, "at least 16 bytes"),
+        ({"PRESSROOM_REDIS_URL": "localhost:6379"}, "PRESSROOM_REDIS_URL: expected a redis/rediss/unix URL"),
+        ({"PRESSROOM_PORT": "eighty"}, "PRESSROOM_PORT: expected an integer"),
+        ({"PRESSROOM_API_TOKEN": "short"}, "PRESSROOM_API_TOKEN: must be at least 16 characters"),
+        ({"PRESSROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,nonsense"}, "'nonsense' is not a CIDR"),
+        ({"PRESSROOM_SMTP_URL": "http://mail"}, "PRESSROOM_SMTP_URL: expected a smtp/smtps URL"),
+    ],
+)
+def test_bad_settings_give_one_clear_line(env, message):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_secrets_never_appear_in_repr():
+    s = Settings.from_env(
+        {"PRESSROOM_WEBHOOK_SECRETS": WEBHOOK_SECRET, "PRESSROOM_API_TOKEN": "token-abcdefghijklmnop",
+         "PRESSROOM_REDIS_URL": "redis://:hunter2hunter2@127.0.0.1:6379/0"}
+    )
+    text = repr(s)
+    assert WEBHOOK_SECRET not in text and "token-abcdefghijklmnop" not in text and "hunter2hunter2" not in text
+
+
+def test_parse_webhook_secret_accepts_unpadded_base64():
+    assert parse_webhook_secret(WEBHOOK_SECRET.rstrip("=")) == b"pressroom-test-secret-0123456789"
