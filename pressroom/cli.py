@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, SettingsError, redact_url
 
 POOL_NAMES = ("render", "notify", "scheduler")
 
@@ -34,7 +34,7 @@ def require_redis(settings: Settings) -> None:
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
     except redis.RedisError as exc:
-        fail(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}: {exc}")
+        fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:

@@ -105,7 +105,7 @@ class Settings:
 
     def __repr__(self) -> str:
         return (
-            f"Settings(redis_url={_redact(self.redis_url)!r}, "
+            f"Settings(redis_url={redact_url(self.redis_url)!r}, "
             f"s3_endpoint_url={self.s3_endpoint_url!r}, site_bucket={self.site_bucket!r}, "
             f"data_bucket={self.data_bucket!r}, site_url={self.site_url!r}, "
             f"webhook_secrets=<{len(self.webhook_secrets)} hidden>, api_token=<hidden>)"
@@ -154,7 +154,7 @@ class Settings:
         return max(3600, self.task_time_limit * 4)
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")

@@ -1,0 +1,47 @@
+"""Health, readiness, metrics and the generated OpenAPI document."""
+
+import json
+
+from tests.conftest import signed, unique_article
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_redis_and_both_buckets(client):
+    answer = client.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.get_json()["checks"] == {"redis": "ok", "site_bucket": "ok", "data_bucket": "ok"}
+
+
+def test_readyz_is_503_when_a_bucket_is_missing(settings):
+    from dataclasses import replace
+
+    from services.ingest.app import create_app
+
+    client = create_app(replace(settings, site_bucket="no-such-bucket-here")).test_client()
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.get_json()["checks"]["site_bucket"].startswith("unavailable")
+
+
+def test_metrics_count_outcomes_and_report_queues(client):
+    body = json.dumps(unique_article()).encode()
+    client.post("/v1/articles", data=body, headers=signed(body))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'pressroom_articles_total{outcome="accepted"}' in text
+    assert 'pressroom_queue_depth{queue="render"}' in text
+    assert 'pressroom_backlog{kind="outbox"}' in text
+    assert 'pressroom_http_requests_total{code="202",endpoint="/v1/articles",method="POST"}' in text
+
+
+def test_openapi_documents_the_contract(client):
+    spec = client.get("/openapi.json").get_json()
+    post = spec["paths"]["/v1/articles"]["post"]
+    assert set(post["responses"]) >= {"202", "400", "401", "413", "415", "422"}
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/NinjsArticle"}
+    article = spec["components"]["schemas"]["NinjsArticle"]["properties"]
+    assert {"uri", "guid", "version", "headline", "body_html", "associations"} <= set(article)
+    assert "get" in spec["paths"]["/v1/articles/{article_id}"]
+    assert "delete" in spec["paths"]["/v1/articles/{article_id}"]

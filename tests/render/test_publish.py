@@ -1,0 +1,89 @@
+"""Reconciling an article's page with its state, on real Redis and S3, without Celery."""
+
+import json
+
+from services.ingest.articles.intake import accept_article
+from services.render import publish
+from shared import keys
+from shared.ninjs import load_article
+from tests.conftest import unique_article
+
+
+class NoBroker:
+    """The ingest side's send_task; the outbox keeps what it was not given."""
+
+    def send_task(self, *args, **kwargs):
+        raise ConnectionError("no broker in this test")
+
+
+def accept(rt, doc):
+    article = load_article(doc)
+    accept_article(rt, NoBroker(), article, doc)
+    return article
+
+
+def test_reconcile_twice_has_the_effect_of_once(rt):
+    events = []
+    article = accept(rt, unique_article())
+    first = publish.reconcile(rt, article.id, 1, events.append)
+    second = publish.reconcile(rt, article.id, 1, events.append)
+    assert first.action == "published" and second.action == "unchanged"
+    assert [e["type"] for e in events] == ["article.published"]
+    state = rt.articles.get(article.id)
+    assert [e["event"] for e in state["timeline"]].count("published") == 1
+
+
+def test_an_old_task_never_overwrites_a_newer_page(rt):
+    doc = unique_article()
+    article = accept(rt, doc)
+    accept(rt, {**doc, "version": "2", "headline": "Newer"})
+    assert publish.reconcile(rt, article.id, 1, lambda e: None).action == "superseded"
+    assert publish.reconcile(rt, article.id, 2, lambda e: None).action == "published"
+    key = rt.articles.get(article.id)["key"]
+    assert "Newer" in rt.site.get(key).body.decode()
+
+
+def test_update_event_then_withdrawal_event(rt):
+    events = []
+    doc = unique_article()
+    article = accept(rt, doc)
+    publish.reconcile(rt, article.id, 1, events.append)
+    accept(rt, {**doc, "version": "2"})
+    publish.reconcile(rt, article.id, 2, events.append)
+    rt.articles.request_withdraw(article.id)
+    assert publish.reconcile(rt, article.id, 2, events.append).action == "withdrawn"
+    assert [e["type"] for e in events] == ["article.published", "article.updated", "article.withdrawn"]
+    assert events[-1]["headline"] == doc["headline"] and events[-1]["url"].startswith("https://news.example.test/")
+    assert "Defence" in events[0]["topics"] and "Editor's choice" not in events[0]["topics"]
+
+
+def test_same_slug_for_two_articles_gets_two_paths(rt):
+    a = accept(rt, unique_article())
+    b = accept(rt, unique_article())
+    publish.reconcile(rt, a.id, 1, lambda e: None)
+    publish.reconcile(rt, b.id, 1, lambda e: None)
+    assert rt.articles.get(a.id)["path"] != rt.articles.get(b.id)["path"]
+
+
+def test_missing_document_is_a_permanent_failure(rt):
+    article = accept(rt, unique_article())
+    doc_key = rt.articles.get(article.id)["doc_key"]
+    rt.data.delete(doc_key)
+    try:
+        publish.reconcile(rt, article.id, 1, lambda e: None)
+    except publish.PermanentFailure as exc:
+        assert doc_key in str(exc)
+    else:
+        raise AssertionError("expected PermanentFailure")
+
+
+def test_outbox_keeps_what_the_broker_did_not_take(rt):
+    article = accept(rt, unique_article())
+    assert rt.redis.zscore(keys.OUTBOX, f"{article.id}:1") is not None
+    rt.articles.outbox_done(article.id, 1)
+
+
+def test_unchanged_bytes_are_not_uploaded_again(rt):
+    body = json.dumps({"a": 1}).encode()
+    assert publish.upload_if_changed(rt, "test/unchanged.json", body, "application/json", "no-cache")
+    assert not publish.upload_if_changed(rt, "test/unchanged.json", body, "application/json", "no-cache")
