@@ -131,11 +131,13 @@ def test_every_pressroom_command_is_a_real_entry_point(services):
         args = parse_pressroom(command_list(svc["command"]))
         if name == "ingest":
             assert args.func is cli.cmd_ingest
-        elif args.func is cli.cmd_worker:
+        elif name == "scheduler":
+            # A plain worker on the scheduler queue would run no beat: embargoes and the outbox would stall.
+            assert args.func is cli.cmd_scheduler, "the scheduler service must run `pressroom scheduler`"
+        else:
+            assert args.func is cli.cmd_worker, f"{name}: expected `pressroom worker {name}`"
             assert set(args.pools) <= set(POOLS), f"{name}: unknown pools {args.pools}"
             assert args.pools == [name], f"service {name!r} must serve exactly its own pool, so --scale scales it"
-        else:
-            assert args.func is cli.cmd_scheduler and name == "scheduler", f"{name}: unexpected command"
 
 
 def test_every_pool_has_a_service(services):
@@ -200,7 +202,7 @@ def test_pressroom_settings_point_at_the_stack(services):
         assert (init["SITE_BUCKET"], init["DATA_BUCKET"]) == (settings.site_bucket, settings.data_bucket), name
     assert "$SITE_BUCKET" in init_command and "$DATA_BUCKET" in init_command
     ingest = services["ingest"]
-    assert service_env(ingest)["PRESSROOM_HOST"] == "0.0.0.0"
+    assert service_env(ingest)["PRESSROOM_HOST"] == "0.0.0.0"  # noqa: S104 - inside the container network
     assert any(str(p).endswith(f":{service_env(ingest)['PRESSROOM_PORT']}") for p in ingest["ports"])
 
 
@@ -223,8 +225,11 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def exec_form(value: str) -> list[str]:
-    parsed = json.loads(value)
-    assert isinstance(parsed, list), "use the exec form so the process gets SIGTERM directly"
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    assert isinstance(parsed, list), f"{value!r}: use the exec form, so the process itself gets SIGTERM"
     return parsed
 
 
