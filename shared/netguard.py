@@ -267,10 +267,13 @@ def fetch(
     max_bytes: int = 10 * 1024 * 1024,
     follow_redirects: int = 0,
     tls_context: ssl.SSLContext | None = None,
+    truncate: bool = False,
 ) -> Response:
     """Send one request to a checked address and read the whole answer.
 
     Any status is returned as a Response (redirects too, unless `follow_redirects` > 0).
+    With `truncate`, an answer longer than `max_bytes` is cut there instead of refused
+    (for callers that only log the first bytes, such as webhook deliveries).
     Raises InvalidURL, BlockedAddress, ResponseTooLarge, DeadlineExceeded, or FetchError
     for network failures (`transient` False when retrying cannot help).
     """
@@ -280,7 +283,7 @@ def fetch(
     while True:
         response = _fetch_once(
             url, method, body, headers or {}, allow_networks, connect_timeout, total_timeout, deadline,
-            max_bytes, tls_context,
+            max_bytes, tls_context, truncate,
         )
         location = response.headers.get("location")
         if response.status not in REDIRECTS or not location or hops >= follow_redirects:
@@ -302,6 +305,7 @@ def _fetch_once(
     deadline: float,
     max_bytes: int,
     tls_context: ssl.SSLContext | None,
+    truncate: bool,
 ) -> Response:
     scheme, host, port = _split(url)
     addresses = check_url(url, allow_networks)
@@ -329,7 +333,7 @@ def _fetch_once(
             last_error = exc
             continue
         try:
-            return _exchange(conn, method, target, body, headers, deadline, total_timeout, max_bytes, url)
+            return _exchange(conn, method, target, body, headers, deadline, total_timeout, max_bytes, url, truncate)
         finally:
             conn.close()
     kind = "timed out" if isinstance(last_error, TimeoutError) else "failed"
@@ -346,6 +350,7 @@ def _exchange(
     total_timeout: float,
     max_bytes: int,
     url: str,
+    truncate: bool = False,
 ) -> Response:
     sock = conn.sock
     try:
@@ -358,7 +363,7 @@ def _exchange(
         raw = conn.getresponse()
         answer_headers = {k.lower(): v for k, v in raw.getheaders()}
         declared = answer_headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        if declared.isdigit() and int(declared) > max_bytes and not truncate:
             raise ResponseTooLarge(max_bytes)
         chunks: list[bytes] = []
         size = 0
@@ -369,6 +374,8 @@ def _exchange(
             chunks.append(chunk)
             size += len(chunk)
             if size > max_bytes:
+                if truncate:
+                    return Response(raw.status, answer_headers, b"".join(chunks)[:max_bytes], 0.0, url)
                 raise ResponseTooLarge(max_bytes)
         return Response(raw.status, answer_headers, b"".join(chunks), 0.0, url)
     except FetchError:

@@ -230,6 +230,12 @@ def test_max_bytes_is_enforced_with_and_without_content_length(server):
     assert len(netguard.fetch(server + "/big", allow_networks=LOOPBACK, max_bytes=100_000).body) == 100_000
 
 
+def test_truncate_cuts_a_long_answer_instead_of_refusing_it(server):
+    for path in ("/big", "/big-chunked"):
+        response = netguard.fetch(server + path, allow_networks=LOOPBACK, max_bytes=200, truncate=True)
+        assert response.status == 200 and len(response.body) == 200
+
+
 def test_a_server_that_does_not_answer_hits_the_total_deadline(server):
     with pytest.raises(DeadlineExceeded) as info:
         netguard.fetch(server + "/hang", allow_networks=LOOPBACK, total_timeout=0.5)
