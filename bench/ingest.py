@@ -1,0 +1,349 @@
+"""Ingest benchmark: signed, validated, durably stored, queued `POST /v1/articles` per second.
+
+Two baselines run in the same process, on the same machine, at the same concurrency:
+
+- a bare Flask route that answers 202 doing nothing, served by the very gunicorn command
+  line `pressroom ingest` builds (it is captured from `pressroom.cli`, not copied, so the
+  two cannot drift apart): what Flask + gunicorn cost on their own;
+- the S3 server's own PutObject rate with a document-sized body: Pressroom writes every
+  document to the data bucket before it answers, so that write is the floor.
+
+Everything listens on 127.0.0.1: a redis-server and moto's S3 server started here, the
+real ingest API (`python -m pressroom.cli ingest`) and the bare app. No Celery worker
+runs; accepted articles just wait in the render queue, which is checked at the end.
+
+    python bench/ingest.py [--requests 2000] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+from flask import Flask, request
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests" / "samples" / "seed-article.ninjs.json"
+HOST = "127.0.0.1"
+
+
+def bare_app() -> Flask:
+    """The baseline app, loaded by gunicorn as `ingest:bare_app()` with bench/ on its path."""
+    app = Flask("bench.bare")
+
+    @app.post("/v1/articles")
+    def accept():
+        request.get_data()  # read the body like any real endpoint must, then do nothing with it
+        return {"status": "queued"}, 202
+
+    return app
+
+
+class BenchFailure(Exception):
+    """A target answered something other than success: the figures would be meaningless."""
+
+
+@dataclass
+class Result:
+    """Latencies and outcomes of one load run."""
+
+    name: str
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile in milliseconds."""
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
+
+
+def run_load(name: str, count: int, concurrency: int, make_worker: Callable[[], Callable[[int], tuple]]) -> Result:
+    """Run `count` calls over `concurrency` threads, each with its own client.
+
+    `make_worker()` returns a function taking the request index and returning
+    (status, failure text or None); the time it takes is the request's latency. The
+    clients are built here, one after another, because boto3's default session is not
+    thread-safe, and before the clock starts, so connecting is not measured.
+    """
+    result = Result(name)
+    lock = threading.Lock()
+    next_index = iter(range(count))
+    ready = threading.Barrier(concurrency + 1)
+    callers = [make_worker() for _ in range(concurrency)]
+
+    def thread_main(call: Callable[[int], tuple]) -> None:
+        ready.wait()
+        latencies: list[float] = []
+        statuses: Counter = Counter()
+        failures: list[str] = []
+        while True:
+            with lock:
+                i = next(next_index, None)
+            if i is None:
+                break
+            started = time.perf_counter()
+            try:
+                status, failure = call(i)
+            except Exception as exc:  # connection trouble counts as a failed request, loudly
+                status, failure = 0, f"{type(exc).__name__}: {exc}"
+            latencies.append(time.perf_counter() - started)
+            statuses[status] += 1
+            if failure and len(failures) < 5:
+                failures.append(failure)
+        with lock:
+            result.latencies.extend(latencies)
+            result.statuses.update(statuses)
+            result.failures.extend(failures)
+
+    threads = [threading.Thread(target=thread_main, args=(call,), daemon=True) for call in callers]
+    for t in threads:
+        t.start()
+    ready.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def http_worker(port: int, bodies: list[bytes], key: bytes, expect: int) -> Callable[[], Callable[[int], tuple]]:
+    """A factory of per-thread HTTP callers: one persistent connection each, every request signed when sent."""
+    from shared.signatures import signed_headers
+
+    def make() -> Callable[[int], tuple]:
+        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        conn.connect()
+
+        def call(i: int) -> tuple:
+            nonlocal conn
+            body = bodies[i]
+            headers = {"Content-Type": "application/json", **signed_headers(key, f"msg_{uuid.uuid4().hex}", body)}
+            try:
+                conn.request("POST", "/v1/articles", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, port, timeout=60)
+                raise
+            if response.status != expect:
+                return response.status, f"{response.status}: {data[:300].decode(errors='replace')}"
+            return response.status, None
+
+        return call
+
+    return make
+
+
+def s3_put_worker(settings, body: bytes, prefix: str) -> Callable[[], Callable[[int], tuple]]:
+    """A factory of per-thread PutObject callers, using Pressroom's own S3 client and storage wrapper."""
+    from shared.storage import S3Storage, s3_client
+
+    def make() -> Callable[[int], tuple]:
+        store = S3Storage(s3_client(settings), settings.data_bucket)
+
+        def call(i: int) -> tuple:
+            store.put(f"{prefix}/{i}.json", body, "application/json", metadata={"uri": f"urn:bench:{i}"})
+            return 200, None
+
+        return call
+
+    return make
+
+
+def article_bodies(count: int, run_id: str) -> list[bytes]:
+    """`count` distinct articles (unique uri), so each one is new work and none is a replay."""
+    doc = json.loads(SAMPLE.read_text())
+    base = doc["uri"]
+    bodies = []
+    for i in range(count):
+        doc["uri"] = f"{base}-bench-{run_id}-{i}"
+        bodies.append(json.dumps(doc).encode())
+    return bodies
+
+
+def ingest_gunicorn_argv(env: dict[str, str]) -> list[str]:
+    """The exact command `pressroom ingest` would exec under `env`, captured instead of run."""
+    from pressroom import cli
+
+    captured: list[str] = []
+
+    class Captured(Exception):
+        pass
+
+    def fake_execvp(file: str, argv: list[str]) -> None:
+        captured.extend(argv)
+        raise Captured
+
+    with mock.patch.dict(os.environ, env), mock.patch("os.execvp", fake_execvp), contextlib.suppress(Captured):
+        cli.cmd_ingest(cli.build_parser().parse_args(["ingest"]))
+    if not captured or not captured[-1].startswith("services.ingest.app:"):
+        raise SystemExit(f"bench: cannot read the gunicorn command of `pressroom ingest`: {captured}")
+    return captured
+
+
+class Children:
+    """The servers this run starts; all are stopped at the end, whatever happens."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        from pressroom import processes
+
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the child
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            preexec_fn=processes._die_with_parent, process_group=0,
+        )
+        self.procs.append((name, proc))
+        return proc
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def print_table(results: list[Result], pressroom: Result, bare: Result, put: Result) -> None:
+    print(f"\n{'target':<34} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
+    for r in results:
+        print(f"{r.name:<34} {r.rate:>9.1f} {r.percentile(50):>9.2f} {r.percentile(99):>9.2f}")
+    print(f"\n{'ratio':<34} {'req/s':>9} {'p50':>9} {'p99':>9}")
+    for label, base in (("Pressroom / bare Flask", bare), ("Pressroom / S3 PutObject", put)):
+        print(
+            f"{label:<34} {pressroom.rate / base.rate:>9.3f} "
+            f"{pressroom.percentile(50) / base.percentile(50):>9.2f} "
+            f"{pressroom.percentile(99) / base.percentile(99):>9.2f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", "-n", type=int, default=2000, help="measured requests per target")
+    parser.add_argument("--concurrency", "-c", type=int, default=8, help="client threads, one connection each")
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests per target first")
+    args = parser.parse_args(argv)
+
+    import redis
+
+    from pressroom import processes
+    from shared.settings import Settings, parse_webhook_secret
+    from shared.storage import ensure_buckets
+
+    workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-"))
+    (workdir / "metrics").mkdir()
+    children = Children(workdir)
+    succeeded = False  # on failure the servers' logs stay in workdir
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(aws)  # this process's own boto3 clients (bucket creation, PutObject baseline)
+    try:
+        redis_port, s3_port, api_port, bare_port = (processes.free_port() for _ in range(4))
+        # AOF on, as in docker-compose.yml: the state Pressroom writes per request is durable there too.
+        proc = children.start("redis", processes.redis_command(redis_port, str(workdir), persist=True))
+        processes.wait_for_port(redis_port, 15, proc)
+        proc = children.start("s3", processes.moto_command(s3_port))
+        processes.wait_for_port(s3_port, 30, proc)
+        env = {
+            **os.environ,
+            **aws,
+            "PRESSROOM_REDIS_URL": f"redis://{HOST}:{redis_port}/0",
+            "PRESSROOM_S3_ENDPOINT_URL": f"http://{HOST}:{s3_port}",
+            "PRESSROOM_WEBHOOK_SECRETS": secret,
+            "PRESSROOM_API_TOKEN": secrets.token_urlsafe(24),
+            "PRESSROOM_PORT": str(api_port),
+            "PRESSROOM_STATE_DIR": str(workdir / "state"),
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        }
+        env.pop("PRESSROOM_HOST", None)  # loopback only
+        settings = Settings.from_env(env)
+        ensure_buckets(settings)
+
+        proc = children.start("ingest", [sys.executable, "-m", "pressroom.cli", "ingest"], env)
+        processes.wait_for_port(api_port, 60, proc)
+        bare_argv = ingest_gunicorn_argv({**env, "PRESSROOM_PORT": str(bare_port)})[:-1] + ["ingest:bare_app()"]
+        bare_env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), env.get("PYTHONPATH")]))}
+        proc = children.start("bare", bare_argv, bare_env)
+        processes.wait_for_port(bare_port, 60, proc)
+        gunicorn_flags = " ".join(bare_argv[3:-1]).replace(f"{HOST}:{bare_port}", f"{HOST}:PORT")
+
+        key = parse_webhook_secret(secret)
+        run_id = uuid.uuid4().hex[:8]
+        total = args.warmup + args.requests
+        bodies = article_bodies(total, run_id)
+        doc_size = len(bodies[0])
+        print(
+            f"ingest benchmark: {args.requests} requests per target at concurrency {args.concurrency} "
+            f"(+{args.warmup} warm-up), {doc_size}-byte NINJS documents\n"
+            f"gunicorn (both apps): {gunicorn_flags}",
+            flush=True,
+        )
+
+        def measure(name: str, make_for: Callable[[list[bytes]], Callable], expect: int) -> Result:
+            """Warm up, then measure; any answer but `expect` stops the benchmark with the server's words."""
+            for phase, part in (("warm-up", bodies[: args.warmup]), ("run", bodies[args.warmup :])):
+                result = run_load(name, len(part), args.concurrency, make_for(part))
+                if result.statuses != Counter({expect: len(part)}):
+                    failures = "\n  ".join(dict.fromkeys(f.strip() for f in result.failures))
+                    raise BenchFailure(f"{name} ({phase}): expected {len(part)} x {expect}, got "
+                                       f"{dict(result.statuses)}\n  {failures}")
+            print(f"  {name}: {result.rate:.1f}/s", flush=True)
+            return result
+
+        bare = measure("bare Flask 202 (same gunicorn)", lambda b: http_worker(bare_port, b, key, 202), 202)
+        pressroom = measure("Pressroom POST /v1/articles", lambda b: http_worker(api_port, b, key, 202), 202)
+        put = measure(
+            "S3 PutObject (moto server)", lambda b: s3_put_worker(settings, bodies[0], f"bench/put/{run_id}"), 200
+        )
+        queued = redis.Redis.from_url(settings.redis_url).llen("render")
+        if queued != total:
+            raise BenchFailure(f"{queued} render tasks queued for {total} accepted articles")
+
+        print_table([pressroom, bare, put], pressroom, bare, put)
+        print(f"\nall {args.requests} Pressroom answers were 202; {queued} render tasks queued (warm-up included)")
+        succeeded = True
+        return 0
+    except (RuntimeError, BenchFailure) as exc:
+        print(f"\nbench: FAILED: {exc}\n  server logs: {workdir}", file=sys.stderr)
+        return 1
+    finally:
+        children.stop()
+        if succeeded:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
