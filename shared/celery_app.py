@@ -15,7 +15,7 @@ from kombu import Queue
 from shared import tasknames
 from shared.settings import Settings
 
-TASK_MODULES = ["services.render.tasks", "services.render.schedule"]
+TASK_MODULES = ["services.render.tasks", "services.render.schedule", "services.notify.tasks"]
 
 
 def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
@@ -53,6 +53,7 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
         beat_schedule={
             "sweep-outbox": {"task": tasknames.SCHEDULER_SWEEP_OUTBOX, "schedule": 5.0},
             "release-embargoes": {"task": tasknames.SCHEDULER_RELEASE_EMBARGOES, "schedule": 1.0},
+            "notify-retries": {"task": tasknames.SCHEDULER_NOTIFY_RETRIES, "schedule": 1.0},
         },
     )
     app.pressroom_settings = settings

@@ -7,6 +7,10 @@ first dot.
 
 RENDER_ARTICLE = "render.article"
 NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
+NOTIFY_QUEUE_BATCH = "notify.queue_batch"  # args: event key, list of subscription ids
+NOTIFY_DELIVER = "notify.deliver"  # args: delivery id
+NOTIFY_CONFIRM_EMAIL = "notify.confirm_email"  # args: subscription id
+SCHEDULER_NOTIFY_RETRIES = "scheduler.notify_retries"
 SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"
 SCHEDULER_RELEASE_EMBARGOES = "scheduler.release_embargoes"
 

@@ -7,6 +7,7 @@ from flask_smorest import Api
 
 from services.ingest import errors, health, metrics
 from services.ingest.articles.resources import blp as articles_blp
+from services.ingest.subscriptions.resources import blp as subscriptions_blp
 from shared.celery_app import create_celery
 from shared.ninjs import NinjsArticle
 from shared.runtime import runtime_for
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     api.spec.components.schema("NinjsArticle", schema=NinjsArticle)
     api.register_blueprint(articles_blp)
+    api.register_blueprint(subscriptions_blp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)
     errors.init_app(app)

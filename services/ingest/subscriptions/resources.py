@@ -1,0 +1,314 @@
+"""Subscription resources: subscribers, their secrets and delivery log, confirm and unsubscribe.
+
+All behind the API token except the two links a reader follows from an email (confirm,
+one-click unsubscribe), which work with their token alone. Webhook URLs pass the SSRF
+guard at creation and on every change, not only at delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from html import escape
+
+import redis
+from flask import Response, current_app
+from flask_smorest import Blueprint, abort
+from werkzeug.exceptions import BadRequest, UnprocessableEntity
+
+from services.ingest import auth, errors
+from services.ingest.subscriptions.schemas import (
+    DeliveryPageSchema,
+    DeliverySchema,
+    PageArgsSchema,
+    SecretSchema,
+    SubscriptionCreatedSchema,
+    SubscriptionCreateSchema,
+    SubscriptionPatchSchema,
+    SubscriptionSchema,
+    TokenArgsSchema,
+)
+from shared import netguard, tasknames
+from shared.deliveries import DeliveryStore, webhook_id
+from shared.ninjs import error_list
+from shared.runtime import runtime_for
+from shared.subscriptions import Conflict, NotFound, Subscription, SubscriptionStore
+
+log = logging.getLogger("pressroom.ingest")
+
+blp = Blueprint(
+    "subscriptions", __name__,
+    description="Subscriptions: webhook and email subscribers, signing secrets, delivery log",
+)
+TOKEN = [{"bearer": []}]
+UNAVAILABLE = {"Retry-After": "5"}
+
+
+@blp.errorhandler(UnprocessableEntity)
+@blp.errorhandler(BadRequest)
+def _invalid(error):
+    """Request-parsing errors in the house shape, with field paths: {code, status, message, errors}."""
+    payload, code, headers = errors.error_payload(error)
+    messages = (getattr(error, "data", None) or {}).get("messages")
+    if messages:
+        flat = {k: v for location in messages.values() for k, v in (location.items()
+                if isinstance(location, dict) else [("$", location)])}
+        payload["errors"] = error_list(flat)
+        payload["message"] = "The request is invalid." if code == 422 else "The body is not valid JSON."
+    return payload, code, headers
+
+
+@blp.errorhandler(redis.RedisError)
+def _redis_down(error):
+    log.error("redis unavailable: %s", error)
+    body = {"code": 503, "status": "Service Unavailable", "message": "Pressroom's state store is unavailable."}
+    return body, 503, UNAVAILABLE
+
+
+def _ctx():
+    ext = current_app.extensions["pressroom"]
+    settings = ext["settings"]
+    auth.require_token(settings)
+    rt = runtime_for(settings)
+    return settings, rt, SubscriptionStore(rt.redis)
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def view(sub: Subscription) -> dict:
+    body = {
+        "id": sub.id, "channel": sub.channel, "topics": sub.topics, "events": sub.events, "status": sub.status,
+        "description": sub.description, "disabled_reason": sub.disabled_reason or None,
+        "failing_since": _iso(sub.failing_since), "previous_secret_valid_until": _iso(sub.rotating_until),
+        "created_at": _iso(sub.created_at), "updated_at": _iso(sub.updated_at),
+    }
+    body["url" if sub.channel == "webhook" else "email"] = sub.target
+    return body
+
+
+def _check_url(settings, url: str) -> None:
+    """422 unless the URL resolves only to addresses a webhook may reach."""
+    try:
+        netguard.check_url(url, settings.webhook_allow_networks)
+    except (netguard.BlockedAddress, netguard.InvalidURL, netguard.FetchError) as exc:
+        abort(422, message="The webhook URL cannot be used.", errors=[{"field": "url", "message": str(exc)}])
+
+
+def _get(store: SubscriptionStore, sid: str) -> Subscription:
+    try:
+        return store.get(sid)
+    except NotFound:
+        abort(404, message=f"No subscription with id {sid!r}.")
+
+
+@blp.route("/v1/subscriptions", methods=["POST"])
+@blp.doc(summary="Subscribe a webhook or an email address to topics", security=TOKEN)
+@blp.arguments(SubscriptionCreateSchema)
+@blp.response(201, SubscriptionCreatedSchema, description="Created; a webhook's secret is in the answer, once")
+@blp.alt_response(401, description="Missing or bad API token")
+@blp.alt_response(422, description="Invalid request, or a URL that resolves to a refused address")
+def create_subscription(data: dict):
+    settings, rt, store = _ctx()
+    target = data.get("url") or data["email"]
+    if data["channel"] == "webhook":
+        _check_url(settings, target)
+    sub, secret = store.create(data["channel"], target, data["topics"], data["events"], data["description"])
+    body = view(sub)
+    if secret:
+        body["secret"] = secret
+        body["message"] = "Keep the secret: it verifies every delivery and is not shown again."
+    else:
+        try:
+            current_app.extensions["pressroom"]["celery"].send_task(tasknames.NOTIFY_CONFIRM_EMAIL, args=[sub.id])
+        except Exception as exc:
+            log.error("cannot queue the confirmation of %s: %s", sub.id, exc)
+            store.delete(sub.id)
+            abort(503, message="Cannot queue the confirmation email now; nothing was created, retry.",
+                  headers=UNAVAILABLE)
+        body["message"] = "A confirmation link was sent to the address; nothing else is sent before it is followed."
+    log.info("subscription %s created (%s, %d topics)", sub.id, sub.channel, len(sub.topics))
+    return body
+
+
+@blp.route("/v1/subscriptions/<string:sid>", methods=["GET"])
+@blp.doc(summary="A subscription (never its secret)", security=TOKEN)
+@blp.response(200, SubscriptionSchema)
+@blp.alt_response(404, description="No such subscription")
+def get_subscription(sid: str):
+    _settings, _rt, store = _ctx()
+    return view(_get(store, sid))
+
+
+@blp.route("/v1/subscriptions/<string:sid>", methods=["PATCH"])
+@blp.doc(summary="Pause or resume a subscription, or change its topics, events or URL", security=TOKEN)
+@blp.arguments(SubscriptionPatchSchema)
+@blp.response(200, SubscriptionSchema)
+@blp.alt_response(404, description="No such subscription")
+@blp.alt_response(409, description="Cannot resume an email subscription that is not confirmed")
+@blp.alt_response(422, description="Invalid change")
+def patch_subscription(data: dict, sid: str):
+    settings, _rt, store = _ctx()
+    sub = _get(store, sid)
+    if "url" in data:
+        if sub.channel != "webhook":
+            abort(422, message="Only webhook subscriptions have a url.",
+                  errors=[{"field": "url", "message": "Not a webhook subscription."}])
+        _check_url(settings, data["url"])
+    try:
+        sub = store.update(sid, status=data.get("status"), topics=data.get("topics"), events=data.get("events"),
+                           target=data.get("url"), description=data.get("description"))
+    except NotFound:
+        abort(404, message=f"No subscription with id {sid!r}.")
+    except Conflict as exc:
+        abort(409, message=str(exc))
+    return view(sub)
+
+
+@blp.route("/v1/subscriptions/<string:sid>", methods=["DELETE"])
+@blp.doc(summary="Delete a subscription and its delivery log", security=TOKEN)
+@blp.response(204)
+@blp.alt_response(404, description="No such subscription")
+def delete_subscription(sid: str):
+    _settings, rt, store = _ctx()
+    try:
+        store.delete(sid)
+    except NotFound:
+        abort(404, message=f"No subscription with id {sid!r}.")
+    DeliveryStore(rt.redis).drop_log(sid)
+    return None
+
+
+@blp.route("/v1/subscriptions/<string:sid>/rotate-secret", methods=["POST"])
+@blp.doc(summary="Issue a new signing secret; the old one keeps signing for 24 hours", security=TOKEN)
+@blp.response(200, SecretSchema)
+@blp.alt_response(404, description="No such subscription")
+@blp.alt_response(409, description="Not a webhook subscription")
+def rotate_secret(sid: str):
+    _settings, _rt, store = _ctx()
+    try:
+        sub, secret = store.rotate_secret(sid)
+    except NotFound:
+        abort(404, message=f"No subscription with id {sid!r}.")
+    except Conflict as exc:
+        abort(409, message=str(exc))
+    return {"id": sub.id, "secret": secret, "previous_secret_valid_until": _iso(sub.rotating_until)}
+
+
+@blp.route("/v1/subscriptions/<string:sid>/deliveries", methods=["GET"])
+@blp.doc(summary="The subscription's delivery attempts, newest first", security=TOKEN)
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, DeliveryPageSchema)
+@blp.alt_response(404, description="No such subscription")
+def list_deliveries(args: dict, sid: str):
+    _settings, rt, store = _ctx()
+    _get(store, sid)
+    items, total = DeliveryStore(rt.redis).log_page(sid, args["page"], args["per_page"])
+    return {"items": items, "page": args["page"], "per_page": args["per_page"], "total": total}
+
+
+def _delivery_view(record: dict) -> dict:
+    return {
+        "id": record["id"], "subscription_id": record["sub"], "event": record["type"],
+        "article_id": record["article"], "version": int(record["version"]), "state": record["state"],
+        "attempts": int(record["attempts"]),
+        "next_attempt_at": _iso(float(record["next_at"])) if record["state"] == "pending" else None,
+        "last_http_status": int(record["last_status"]) if record.get("last_status") else None,
+        "last_error": record.get("last_error", ""), "webhook_id": webhook_id(record["id"]),
+    }
+
+
+def _delivery(rt, did: str) -> dict:
+    record = DeliveryStore(rt.redis).get(did) if did.isalnum() and len(did) < 64 else None
+    if record is None:
+        abort(404, message=f"No delivery with id {did!r}.")
+    return record
+
+
+@blp.route("/v1/deliveries/<string:did>", methods=["GET"])
+@blp.doc(summary="One delivery's state", security=TOKEN)
+@blp.response(200, DeliverySchema)
+@blp.alt_response(404, description="No such delivery")
+def get_delivery(did: str):
+    _settings, rt, _store = _ctx()
+    return _delivery_view(_delivery(rt, did))
+
+
+@blp.route("/v1/deliveries/<string:did>/retry", methods=["POST"])
+@blp.doc(summary="Send a failed delivery again, with a fresh retry schedule", security=TOKEN)
+@blp.response(202, DeliverySchema)
+@blp.alt_response(404, description="No such delivery")
+@blp.alt_response(409, description="The delivery has not failed, or its subscription is not active")
+def retry_delivery(did: str):
+    _settings, rt, store = _ctx()
+    record = _delivery(rt, did)
+    sub = _get(store, record["sub"])
+    if sub.status != "active":
+        abort(409, message=f"The subscription is {sub.status}; resume it (PATCH status=active) first.")
+    deliveries = DeliveryStore(rt.redis)
+    outcome = deliveries.reset(did)
+    if outcome != "reset":
+        abort(409, message=f"Only failed or cancelled deliveries can be retried; this one is {outcome}.")
+    try:
+        current_app.extensions["pressroom"]["celery"].send_task(tasknames.NOTIFY_DELIVER, args=[did])
+    except Exception as exc:  # the due set re-queues it within a minute
+        log.warning("cannot queue retry of %s now (%s); the scheduler will", did, exc)
+    return _delivery_view(deliveries.get(did))
+
+
+def _page(title: str, text: str, status: int = 200, form: str = "") -> Response:
+    html = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
+        '<meta name=viewport content="width=device-width"></head>'
+        f'<body style="font-family: Georgia, serif; max-width: 36em; margin: 3em auto">'
+        f"<h1>{escape(title)}</h1><p>{escape(text)}</p>{form}</body></html>"
+    )
+    return Response(html, status=status, mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+
+@blp.route("/v1/subscriptions/confirm", methods=["GET"])
+@blp.doc(summary="Confirm an email subscription (the link in the confirmation email)", security=[])
+@blp.arguments(TokenArgsSchema, location="query")
+@blp.alt_response(200, description="Confirmed (HTML page)")
+@blp.alt_response(404, description="Unknown or used-up token")
+def confirm(args: dict):
+    store = SubscriptionStore(runtime_for(current_app.extensions["pressroom"]["settings"]).redis)
+    try:
+        sub = store.confirm(args["token"])
+    except NotFound:
+        return _page("Link not valid", "This confirmation link is not valid (or the subscription was removed).", 404)
+    except Conflict as exc:
+        return _page("Link expired", str(exc), 410)
+    return _page("Subscription confirmed", f"You will get an email about {', '.join(sub.topics)}.")
+
+
+@blp.route("/v1/unsubscribe", methods=["GET"])
+@blp.doc(summary="Unsubscribe page (a button that posts the one-click unsubscribe)", security=[])
+@blp.arguments(TokenArgsSchema, location="query")
+@blp.alt_response(200, description="HTML page with the unsubscribe button")
+def unsubscribe_page(args: dict):
+    # GET never unsubscribes: mail scanners follow links; RFC 8058 has the client POST.
+    form = (f'<form method=post action="?token={escape(args["token"])}">'
+            '<input type=hidden name=List-Unsubscribe value=One-Click>'
+            "<button type=submit>Unsubscribe</button></form>")
+    return _page("Unsubscribe", "Stop the emails from this subscription?", form=form)
+
+
+@blp.route("/v1/unsubscribe", methods=["POST"])
+@blp.doc(summary="One-click unsubscribe (RFC 8058): the token alone removes the subscription", security=[])
+@blp.arguments(TokenArgsSchema, location="query")
+@blp.alt_response(200, description="Unsubscribed (HTML page)")
+@blp.alt_response(404, description="Unknown token (already unsubscribed?)")
+def unsubscribe(args: dict):
+    rt = runtime_for(current_app.extensions["pressroom"]["settings"])
+    store = SubscriptionStore(rt.redis)
+    try:
+        sub = store.by_unsubscribe_token(args["token"])
+        store.delete(sub.id)
+    except NotFound:
+        return _page("Already unsubscribed", "This link matches no subscription: you get no more emails from it.",
+                     404)
+    DeliveryStore(rt.redis).drop_log(sub.id)
+    log.info("subscription %s unsubscribed by its link", sub.id)
+    return _page("Unsubscribed", "You will get no more emails from this subscription.")

@@ -1,0 +1,235 @@
+"""Delivery records, the retry schedule set and the delivery log, in Redis.
+
+One record per (article id, version, event type, subscription), created with a Lua
+"create if absent", so however often an event or a batch is processed, each subscriber
+has exactly one delivery of it. Every attempt moves the record through a small state
+machine under a lease:
+
+    pending --claim--> delivering --finish--> delivered | failed | cancelled
+       ^                    |
+       +------ retry -------+          (a lapsed lease lets the next run reclaim it)
+
+The sorted set DUE holds every delivery that needs work at a given time: retries at their
+next attempt, and deliveries in flight at their lease's end (so a worker that dies
+mid-delivery is noticed). The scheduler releases due members; nothing waits in a Celery
+countdown. In `shared/` because the API reads the log and re-queues failed deliveries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis
+
+from shared.keys import PREFIX
+
+RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
+LOG_LENGTH = 1000
+RESCUE_AFTER = 600  # a new delivery whose task was lost is re-queued after this long
+TERMINAL = ("delivered", "failed", "cancelled")
+DUE = f"{PREFIX}:notify:due"
+
+
+def delivery_key(did: str) -> str:
+    return f"{PREFIX}:dlv:{did}"
+
+
+def event_key(aid: str, version: int, event: str) -> str:
+    return f"{PREFIX}:notify:event:{aid}:{version}:{event}"
+
+
+def log_key(sid: str) -> str:
+    return f"{PREFIX}:dlvlog:{sid}"
+
+
+def delivery_id(aid: str, version: int, event: str, sid: str) -> str:
+    """The id of the one delivery of an event to a subscriber; the webhook-id derives from it."""
+    digest = hashlib.blake2b(f"{aid}\0{version}\0{event}\0{sid}".encode(), digest_size=12).hexdigest()
+    return "d" + digest
+
+
+def webhook_id(did: str) -> str:
+    return f"msg_{did}"
+
+
+# KEYS: record, due   ARGV: id, sub, event_key, type, aid, version, now, ttl, rescue_at
+_CREATE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state then return state end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'sub', ARGV[2], 'event_key', ARGV[3], 'type', ARGV[4],
+  'article', ARGV[5], 'version', ARGV[6], 'state', 'pending', 'attempts', '0', 'next_at', ARGV[7],
+  'created_at', ARGV[7], 'updated_at', ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
+return 'created'
+"""
+
+# KEYS: record, due   ARGV: now, lease_until, token, id
+_CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then redis.call('ZREM', KEYS[2], ARGV[4]) return {'missing', 0} end
+if state == 'delivered' or state == 'failed' or state == 'cancelled' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return {state, 0}
+end
+local now = tonumber(ARGV[1])
+if state == 'delivering' then
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+  if lease > now then return {'busy', 0} end
+else
+  local due = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
+  if due > now then redis.call('ZADD', KEYS[2], due, ARGV[4]) return {'early', 0} end
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'delivering', 'lease_until', ARGV[2], 'token', ARGV[3], 'updated_at', ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+return {'claimed', attempts}
+"""
+
+# KEYS: record, due   ARGV: token, state, next_at, now, last_status, last_error, id, ttl
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'token', '', 'lease_until', '0', 'updated_at', ARGV[4],
+  'last_status', ARGV[5], 'last_error', ARGV[6])
+if ARGV[2] == 'pending' then
+  redis.call('HSET', KEYS[1], 'next_at', ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])
+else
+  redis.call('ZREM', KEYS[2], ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+end
+return 1
+"""
+
+# KEYS: record, due   ARGV: now, id, ttl
+_RESET = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'failed' and state ~= 'cancelled' then return state or 'missing' end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', '0', 'next_at', ARGV[1], 'token', '',
+  'updated_at', ARGV[1], 'last_error', '')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + 30, ARGV[2])
+return 'reset'
+"""
+
+# KEYS: due   ARGV: now, limit, requeue_at
+_RELEASE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: str  # claimed | busy | early | missing | delivered | failed | cancelled
+    attempt: int
+    token: str
+
+
+class DeliveryStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._create = client.register_script(_CREATE)
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._reset = client.register_script(_RESET)
+        self._release = client.register_script(_RELEASE)
+
+    # events: the notification's data, stored once per event and shared by its deliveries
+    def save_event(self, event: dict) -> str:
+        """Store the event (first copy wins, so every retry sends the same body); returns its key."""
+        key = event_key(event["id"], int(event["version"]), event["type"])
+        self.redis.set(key, json.dumps(event, separators=(",", ":")), nx=True, ex=RECORD_TTL)
+        return key
+
+    def load_event(self, key: str) -> dict | None:
+        raw = self.redis.get(key)
+        return json.loads(raw) if raw else None
+
+    def create_many(self, ekey: str, event: dict, sids: list[str], now: float | None = None) -> list[tuple[str, str]]:
+        """Create the deliveries of one event to `sids`; returns (delivery id, state before) pairs.
+
+        The state is 'created' for new records; an existing record is left untouched. Each new
+        record is also put in DUE `RESCUE_AFTER` ahead, in case its task never reaches a worker.
+        """
+        now = time.time() if now is None else now
+        aid, version, kind = event["id"], int(event["version"]), event["type"]
+        ids = [delivery_id(aid, version, kind, sid) for sid in sids]
+        pipe = self.redis.pipeline(transaction=False)
+        for did, sid in zip(ids, sids, strict=True):
+            self._create(
+                keys=[delivery_key(did), DUE],
+                args=[did, sid, ekey, kind, aid, version, now, RECORD_TTL, now + RESCUE_AFTER],
+                client=pipe,
+            )
+        return [(did, _s(state)) for did, state in zip(ids, pipe.execute(), strict=True)]
+
+    def get(self, did: str) -> dict | None:
+        raw = self.redis.hgetall(delivery_key(did))
+        return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+
+    def claim(self, did: str, lease_seconds: float, now: float | None = None) -> Claim:
+        """Take the delivery for one attempt if it is due and nobody holds a live lease."""
+        now = time.time() if now is None else now
+        token = secrets.token_hex(8)
+        outcome, attempt = self._claim(keys=[delivery_key(did), DUE], args=[now, now + lease_seconds, token, did])
+        return Claim(_s(outcome), int(attempt), token)
+
+    def finish(
+        self, did: str, claim: Claim, state: str, *, next_at: float = 0.0, http_status: int | None = None,
+        error: str = "", now: float | None = None,
+    ) -> bool:
+        """Record an attempt's end: `pending` (retry at next_at) or a terminal state.
+
+        Returns False when the lease was lost (another run took over): nothing changes then.
+        """
+        now = time.time() if now is None else now
+        return bool(
+            self._finish(
+                keys=[delivery_key(did), DUE],
+                args=[claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL],
+            )
+        )
+
+    def defer(self, did: str, at: float) -> None:
+        """Look at the delivery again at `at` without counting an attempt."""
+        self.redis.zadd(DUE, {did: at})
+
+    def reset(self, did: str, now: float | None = None) -> str:
+        """Make a failed or cancelled delivery pending again with a fresh schedule; returns
+        'reset', or the state that prevented it ('missing' if there is no such delivery)."""
+        now = time.time() if now is None else now
+        return _s(self._reset(keys=[delivery_key(did), DUE], args=[now, did, RECORD_TTL]))
+
+    def release_due(self, now: float | None = None, limit: int = 1000, requeue_after: float = 30.0) -> list[str]:
+        """Deliveries due now; each is pushed `requeue_after` seconds ahead in case its task is lost."""
+        now = time.time() if now is None else now
+        return [_s(d) for d in self._release(keys=[DUE], args=[now, limit, now + requeue_after])]
+
+    # the log subscribers read through the API
+    def log(self, sid: str, entry: dict) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(log_key(sid), json.dumps(entry, separators=(",", ":")))
+        pipe.ltrim(log_key(sid), 0, LOG_LENGTH - 1)
+        pipe.execute()
+
+    def log_page(self, sid: str, page: int, per_page: int) -> tuple[list[dict], int]:
+        """One page of the subscription's attempts, newest first, and the total kept."""
+        start = (page - 1) * per_page
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(log_key(sid), start, start + per_page - 1)
+        pipe.llen(log_key(sid))
+        items, total = pipe.execute()
+        return [json.loads(item) for item in items], int(total)
+
+    def drop_log(self, sid: str) -> None:
+        self.redis.delete(log_key(sid))
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))

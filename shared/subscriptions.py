@@ -1,0 +1,346 @@
+"""Subscribers and the topic index, in Redis: the contract between the API and notify.
+
+Lives in `shared/` because both the ingest API (create, change, confirm, unsubscribe)
+and the notify workers (match, sign, disable) use it, and services never import each
+other. A subscription is one hash; only *deliverable* subscriptions (active, confirmed)
+are in the index, one set per (event, normalised topic), so matching an article is a
+union of a few sets and never a scan of every subscriber.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass, field
+
+import redis
+
+from shared.keys import PREFIX
+from shared.messages import ARTICLE_EVENTS
+from shared.settings import parse_webhook_secret
+
+WILDCARD = "*"
+ROTATION_OVERLAP = 24 * 3600
+CONFIRM_TTL = 7 * 24 * 3600
+CHANNELS = ("webhook", "email")
+STATUSES = ("pending", "active", "paused", "disabled")
+
+
+def sub_key(sid: str) -> str:
+    return f"{PREFIX}:sub:{sid}"
+
+
+def index_key(event: str, topic: str) -> str:
+    return f"{PREFIX}:subidx:{event}:{topic}"
+
+
+ALL_SUBSCRIPTIONS = f"{PREFIX}:subs"
+
+
+def normalise_topic(topic: str) -> str:
+    """The index form of a topic: case- and accent-insensitive, spaces collapsed ("Défense " -> "defense")."""
+    text = unicodedata.normalize("NFKD", topic.strip())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(text.casefold().split())
+
+
+def normalise_topics(topics) -> list[str]:
+    out: list[str] = []
+    for topic in topics:
+        norm = WILDCARD if topic.strip() == WILDCARD else normalise_topic(topic)
+        if norm and norm not in out:
+            out.append(norm)
+    return out
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def new_token(sid: str) -> str:
+    """A capability token that names its subscription, so the link alone is enough."""
+    return f"{sid}.{secrets.token_urlsafe(24)}"
+
+
+@dataclass
+class Subscription:
+    id: str
+    channel: str
+    target: str  # webhook URL or email address
+    topics: list[str]
+    events: list[str]
+    status: str
+    created_at: float
+    updated_at: float
+    description: str = ""
+    disabled_reason: str = ""
+    failing_since: float | None = None
+    secrets: list[dict] = field(default_factory=list, repr=False)  # [{"secret": whsec, "until": ts | 0}]
+    unsubscribe_token: str = field(default="", repr=False)
+    confirm_token: str = field(default="", repr=False)
+    confirm_expires: float = 0.0
+
+    def signing_keys(self, now: float | None = None) -> list[bytes]:
+        """Keys that sign each delivery: the current secret and, during rotation, the old one."""
+        now = time.time() if now is None else now
+        return [parse_webhook_secret(s["secret"]) for s in self.secrets if not s["until"] or s["until"] > now]
+
+    @property
+    def rotating_until(self) -> float | None:
+        ends = [s["until"] for s in self.secrets if s["until"] and s["until"] > time.time()]
+        return max(ends) if ends else None
+
+    @property
+    def index_topics(self) -> list[str]:
+        return normalise_topics(self.topics)
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "target": self.target,
+            "topics": json.dumps(self.topics),
+            "events": json.dumps(self.events),
+            "status": self.status,
+            "created_at": repr(self.created_at),
+            "updated_at": repr(self.updated_at),
+            "description": self.description,
+            "disabled_reason": self.disabled_reason,
+            "failing_since": "" if self.failing_since is None else repr(self.failing_since),
+            "secrets": json.dumps(self.secrets),
+            "unsubscribe_token": self.unsubscribe_token,
+            "confirm_token": self.confirm_token,
+            "confirm_expires": repr(self.confirm_expires),
+        }
+
+    @classmethod
+    def from_hash(cls, raw: dict) -> Subscription:
+        d = {_s(k): _s(v) for k, v in raw.items()}
+        return cls(
+            id=d["id"],
+            channel=d["channel"],
+            target=d["target"],
+            topics=json.loads(d["topics"]),
+            events=json.loads(d["events"]),
+            status=d["status"],
+            created_at=float(d["created_at"]),
+            updated_at=float(d["updated_at"]),
+            description=d.get("description", ""),
+            disabled_reason=d.get("disabled_reason", ""),
+            failing_since=float(d["failing_since"]) if d.get("failing_since") else None,
+            secrets=json.loads(d.get("secrets") or "[]"),
+            unsubscribe_token=d.get("unsubscribe_token", ""),
+            confirm_token=d.get("confirm_token", ""),
+            confirm_expires=float(d.get("confirm_expires") or 0),
+        )
+
+
+class NotFound(LookupError):
+    """No subscription with that id (or token)."""
+
+
+class Conflict(Exception):
+    """The change does not apply to the subscription's current state; the message says why."""
+
+
+class SubscriptionStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # reading
+    def get(self, sid: str) -> Subscription:
+        raw = self.redis.hgetall(sub_key(sid)) if _valid_id(sid) else None
+        if not raw:
+            raise NotFound(sid)
+        return Subscription.from_hash(raw)
+
+    def get_many(self, sids: list[str]) -> dict[str, Subscription]:
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hgetall(sub_key(sid))
+        return {sid: Subscription.from_hash(raw) for sid, raw in zip(sids, pipe.execute(), strict=True) if raw}
+
+    def matching(self, event: str, topics: list[str]) -> list[str]:
+        """Ids of deliverable subscriptions to `event` following any of `topics` or `*`."""
+        names = [index_key(event, t) for t in [*normalise_topics(topics), WILDCARD] if t]
+        return sorted(_s(m) for m in self.redis.sunion(names))
+
+    # writing
+    def create(
+        self, channel: str, target: str, topics: list[str], events: list[str], description: str = "",
+        now: float | None = None,
+    ) -> tuple[Subscription, str | None]:
+        """Store a new subscription; returns it and the webhook secret (shown once), if any.
+
+        Webhooks are active at once; email subscriptions wait in `pending` for confirmation.
+        """
+        now = time.time() if now is None else now
+        sid = "s" + secrets.token_hex(10)
+        secret = new_secret() if channel == "webhook" else None
+        sub = Subscription(
+            id=sid, channel=channel, target=target, topics=topics, events=events or list(ARTICLE_EVENTS),
+            status="active" if channel == "webhook" else "pending", created_at=now, updated_at=now,
+            description=description, secrets=[{"secret": secret, "until": 0}] if secret else [],
+            unsubscribe_token=new_token(sid),
+            confirm_token=new_token(sid) if channel == "email" else "",
+            confirm_expires=now + CONFIRM_TTL if channel == "email" else 0.0,
+        )
+        pipe = self.redis.pipeline()
+        pipe.hset(sub_key(sid), mapping=sub.to_hash())
+        pipe.sadd(ALL_SUBSCRIPTIONS, sid)
+        if sub.status == "active":
+            _index(pipe, sub, add=True)
+        pipe.execute()
+        return sub, secret
+
+    def update(self, sid: str, now: float | None = None, **changes) -> Subscription:
+        """Change topics, events, target, description or status (active/paused) and re-index.
+
+        Raises NotFound, or Conflict when resuming an email subscription never confirmed.
+        """
+        now = time.time() if now is None else now
+
+        def change(sub: Subscription) -> Subscription:
+            status = changes.get("status")
+            if status == "active" and sub.status == "pending":
+                raise Conflict("The email address is not confirmed yet; follow the link sent to it.")
+            for name in ("topics", "events", "target", "description"):
+                if changes.get(name) is not None:
+                    setattr(sub, name, changes[name])
+            if status and sub.status != "pending":
+                sub.status = status
+                if status == "active":
+                    sub.disabled_reason, sub.failing_since = "", None
+            sub.updated_at = now
+            return sub
+
+        return self._rewrite(sid, change)
+
+    def rotate_secret(self, sid: str, now: float | None = None) -> tuple[Subscription, str]:
+        """A new secret signs from now on; the current one keeps signing for 24 h."""
+        now = time.time() if now is None else now
+        secret = new_secret()
+
+        def change(sub: Subscription) -> Subscription:
+            if sub.channel != "webhook":
+                raise Conflict("Only webhook subscriptions have a signing secret.")
+            kept = [s for s in sub.secrets if s["until"] > now]
+            kept += [{"secret": s["secret"], "until": now + ROTATION_OVERLAP} for s in sub.secrets if not s["until"]]
+            sub.secrets = [{"secret": secret, "until": 0}, *kept]
+            sub.updated_at = now
+            return sub
+
+        return self._rewrite(sid, change), secret
+
+    def confirm(self, token: str, now: float | None = None) -> Subscription:
+        """Activate the email subscription the confirmation token names (idempotent)."""
+        now = time.time() if now is None else now
+
+        def change(sub: Subscription) -> Subscription:
+            if sub.status != "pending":
+                if sub.confirm_token and hmac.compare_digest(sub.confirm_token, token):
+                    return sub  # a second click on the same link
+                raise NotFound(token)
+            if not (sub.confirm_token and hmac.compare_digest(sub.confirm_token, token)):
+                raise NotFound(token)
+            if sub.confirm_expires < now:
+                raise Conflict("This confirmation link has expired; subscribe again.")
+            sub.status, sub.updated_at = "active", now
+            return sub
+
+        return self._rewrite(_token_owner(token), change)
+
+    def by_unsubscribe_token(self, token: str) -> Subscription:
+        sub = self.get(_token_owner(token))
+        if not (sub.unsubscribe_token and hmac.compare_digest(sub.unsubscribe_token, token)):
+            raise NotFound(token)
+        return sub
+
+    def delete(self, sid: str) -> Subscription:
+        sub = self.get(sid)
+        pipe = self.redis.pipeline()
+        _index(pipe, sub, add=False)
+        pipe.delete(sub_key(sid))
+        pipe.srem(ALL_SUBSCRIPTIONS, sid)
+        pipe.execute()
+        return sub
+
+    def disable(self, sid: str, reason: str, now: float | None = None) -> Subscription | None:
+        """Stop all deliveries to a subscriber whose endpoint said so (410) or kept failing."""
+        now = time.time() if now is None else now
+
+        def change(sub: Subscription) -> Subscription:
+            sub.status, sub.disabled_reason, sub.updated_at = "disabled", reason[:300], now
+            return sub
+
+        try:
+            return self._rewrite(sid, change)
+        except NotFound:
+            return None
+
+    def record_failure(self, sid: str, now: float) -> float:
+        """Start (or continue) the subscription's failing streak; returns when it started."""
+        pipe = self.redis.pipeline()
+        pipe.exists(sub_key(sid))
+        pipe.hget(sub_key(sid), "failing_since")
+        exists, since = pipe.execute()
+        if not exists:
+            return now
+        if since:
+            return float(_s(since))
+        self.redis.hset(sub_key(sid), "failing_since", repr(now))
+        return now
+
+    def record_success(self, sid: str) -> None:
+        self.redis.hset(sub_key(sid), "failing_since", "")
+
+    def _rewrite(self, sid: str, change) -> Subscription:
+        """Read-modify-write under WATCH, keeping the index in step with status, topics and events."""
+        if not _valid_id(sid):
+            raise NotFound(sid)
+        key = sub_key(sid)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hgetall(key)
+                    if not raw:
+                        raise NotFound(sid)
+                    before = Subscription.from_hash(raw)
+                    after = change(Subscription.from_hash(raw))
+                    pipe.multi()
+                    if before.status == "active":
+                        _index(pipe, before, add=False)
+                    if after.status == "active":
+                        _index(pipe, after, add=True)
+                    pipe.hset(key, mapping=after.to_hash())
+                    pipe.execute()
+                    return after
+                except redis.WatchError:
+                    continue
+
+
+def _index(pipe, sub: Subscription, add: bool) -> None:
+    for event in sub.events:
+        for topic in sub.index_topics:
+            (pipe.sadd if add else pipe.srem)(index_key(event, topic), sub.id)
+
+
+def _valid_id(sid: str) -> bool:
+    return len(sid) == 21 and sid.startswith("s") and all(c in "0123456789abcdef" for c in sid[1:])
+
+
+def _token_owner(token: str) -> str:
+    sid, _, rest = token.partition(".")
+    if not rest or not _valid_id(sid):
+        raise NotFound(token)
+    return sid
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
