@@ -35,9 +35,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest import mock
 
+# Only Flask at module level: gunicorn imports this module for the bare app, whose workers
+# must not carry Pressroom's clients and libraries. Pressroom is imported where it is used.
 from flask import Flask, request
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "samples" / "seed-article.ninjs.json"
@@ -160,7 +166,7 @@ def http_worker(port: int, bodies: list[bytes], key: bytes, expect: int) -> Call
     return make
 
 
-def s3_put_worker(settings, body: bytes, prefix: str) -> Callable[[], Callable[[int], tuple]]:
+def s3_put_worker(settings: Settings, body: bytes, prefix: str) -> Callable[[], Callable[[int], tuple]]:
     """A factory of per-thread PutObject callers, using Pressroom's own S3 client and storage wrapper."""
     from shared.storage import S3Storage, s3_client
 
