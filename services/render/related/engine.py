@@ -1,0 +1,214 @@
+"""The related-articles index: incremental, in Redis, with bounded work per article.
+
+Indexing an article is two round trips whatever the corpus size: read the corpus
+statistics for its terms, then one script that writes its record, document frequencies
+and postings. A query is one script that reads a bounded number of entries from a bounded
+number of posting lists (`Tuning.query_terms` x `Tuning.posting_reads`, twice with
+feedback), so both stay flat as the index grows. Every worker shares the index, and it
+survives worker restarts because it is nothing but Redis keys.
+
+Callers index only published articles and `remove` withdrawn ones; the render worker holds
+the article's lock around both, so one article is never indexed twice at the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from services.render.related import lua, minhash, scoring
+from services.render.related.document import RelatedDoc
+from services.render.related.keys import Keys
+from services.render.related.scoring import DEFAULT, Tuning
+
+if TYPE_CHECKING:
+    import redis
+
+LIST_SIZE = 10  # what "an article's top related list" means for fan-out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    score: float
+    published_at: float
+    sketch: tuple[int, ...]
+
+
+class RelatedIndex:
+    def __init__(self, redis_client: redis.Redis, prefix: str = "pr:rel", tuning: Tuning = DEFAULT) -> None:
+        if redis_client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RelatedIndex stores binary sketches: give it a client with decode_responses=False")
+        self.redis = redis_client
+        self.keys = Keys(prefix)
+        self.tuning = tuning
+        self._add = redis_client.register_script(lua.ADD)
+        self._remove = redis_client.register_script(lua.REMOVE)
+        self._query = redis_client.register_script(lua.QUERY)
+
+    def index(self, doc: RelatedDoc, fanout: int = 0) -> list[str]:
+        """Add or replace one published article; safe to repeat.
+
+        Returns up to `fanout` ids of already indexed articles whose top related list now
+        includes `doc`, so their pages can be re-rendered ([] when fanout is 0).
+        """
+        analysis = scoring.analyse(doc, self.tuning)
+        for _ in range(3):
+            outcome = self._try_add(doc, analysis)
+            if outcome == "unchanged":
+                return []
+            if outcome == "added":
+                return self.affected_by(doc.id, fanout) if fanout > 0 else []
+        raise RuntimeError(f"related index: {doc.id} kept changing under concurrent indexing")
+
+    def remove(self, article_id: str) -> None:
+        """Take an article out of every list (withdrawal); a no-op for an unknown article."""
+        for _ in range(3):
+            number = self.redis.hget(self.keys.ids, article_id)
+            if number is None:
+                return
+            record = self.redis.hmget(self.keys.doc(_s(number)), ["lang", "dl", "v", "u"])
+            if self._remove_record(article_id, _s(number), record):
+                return
+        raise RuntimeError(f"related index: {article_id} kept changing under concurrent indexing")
+
+    def query(self, article_id: str, k: int = 10) -> list[str]:
+        """Ids of up to `k` related articles, best first.
+
+        Never the article itself, only its language, never a near-duplicate of it, and at
+        most one article of any set of near-duplicates (the best scored, then the newest).
+        """
+        if k <= 0:
+            return []
+        own, candidates = self._candidates(article_id)
+        return [c.id for c in self._pick(own, candidates, k)]
+
+    def affected_by(self, article_id: str, fanout: int, list_size: int = LIST_SIZE) -> list[str]:
+        """Which of this article's closest neighbours now list it among their top `list_size`.
+
+        Similarity is close to symmetric, so the articles most likely to list this one are
+        the ones it lists; only its first `fanout` are checked, with all their queries
+        pipelined into one round trip.
+        """
+        own, candidates = self._candidates(article_id)
+        neighbours = [c.id for c in self._pick(own, candidates, fanout)]
+        if not neighbours:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for neighbour in neighbours:
+            self._query(keys=[self.keys.ids], args=self._query_args(neighbour), client=pipe)
+        affected = []
+        for neighbour, raw in zip(neighbours, pipe.execute(), strict=True):
+            theirs, their_candidates = _parse(raw)
+            if article_id in (c.id for c in self._pick(theirs, their_candidates, list_size)):
+                affected.append(neighbour)
+        return affected
+
+    def __len__(self) -> int:
+        return int(self.redis.hlen(self.keys.ids))
+
+    def drop(self) -> int:
+        """Delete every key of this index (for a rebuild from scratch); returns how many."""
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += self.redis.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += self.redis.unlink(*batch)
+        return deleted
+
+    # internals
+
+    def _try_add(self, doc: RelatedDoc, analysis: scoring.Analysis) -> str:
+        lang = analysis.language
+        df_terms = [*analysis.tf, *analysis.entities]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.keys.ids, doc.id)
+        pipe.hmget(self.keys.stats(lang), ["n", "len"])
+        if df_terms:
+            pipe.hmget(self.keys.df(lang), df_terms)
+        pipe.incr(self.keys.seq)
+        replies = pipe.execute()
+        existing, stats, number = replies[0], replies[1], replies[-1]
+        if existing is not None:
+            record = self.redis.hmget(self.keys.doc(_s(existing)), ["lang", "dl", "v", "u", "h"])
+            if _s(record[4]) == analysis.digest:
+                return "unchanged"
+            self._remove_record(doc.id, _s(existing), record[:4])
+            return "retry"
+        present = replies[2] if df_terms else []
+        df = {t: int(v) + 1 for t, v in zip(df_terms, present, strict=True) if v is not None}
+        n = int(stats[0] or 0) + 1
+        total = float(stats[1] or 0.0) + analysis.length
+        vec = scoring.vectors(analysis, df, n, total, self.tuning)
+        posted = list(vec.postings)
+        added = self._add(
+            keys=[self.keys.ids, self.keys.doc(number), self.keys.stats(lang), self.keys.df(lang)]
+            + [self.keys.posting(lang, t) for t in posted],
+            args=[
+                doc.id, number, lang, repr(float(doc.published_at)), repr(analysis.length),
+                json.dumps(vec.stored, ensure_ascii=False, separators=(",", ":")),
+                zlib.compress("\n".join(df_terms).encode("utf-8")),
+                minhash.pack(analysis.sketch), analysis.digest, self.tuning.posting_cap, len(df_terms),
+                *df_terms, *(repr(vec.postings[t]) for t in posted),
+            ],
+        )
+        return "added" if added else "retry"
+
+    def _remove_record(self, article_id: str, number: str, record: list) -> bool:
+        lang_raw, length, vector, terms_blob = record
+        lang = _s(lang_raw)
+        df_terms = zlib.decompress(terms_blob).decode("utf-8").split("\n") if terms_blob else []
+        df_terms = [t for t in df_terms if t]
+        posted = [item[0] for item in json.loads(vector)] if vector else []
+        removed = self._remove(
+            keys=[self.keys.ids, self.keys.doc(number), self.keys.stats(lang), self.keys.df(lang)]
+            + [self.keys.posting(lang, t) for t in posted],
+            args=[article_id, number, _s(length) or "0", len(df_terms), *df_terms],
+        )
+        return bool(removed)
+
+    def _query_args(self, article_id: str) -> list:
+        t = self.tuning
+        return [
+            self.keys.prefix, article_id, t.query_terms, t.posting_reads, t.feedback_docs,
+            t.expansion_terms, t.feedback_mix, t.candidates,
+        ]
+
+    def _candidates(self, article_id: str) -> tuple[tuple[int, ...], list[Candidate]]:
+        return _parse(self._query(keys=[self.keys.ids], args=self._query_args(article_id)))
+
+    def _pick(self, own: tuple[int, ...], candidates: list[Candidate], k: int) -> list[Candidate]:
+        """Best first, newest first among equal scores, skipping near-duplicates."""
+        threshold = self.tuning.duplicate_threshold
+        ordered = sorted(candidates, key=lambda c: (-round(c.score, 9), -c.published_at, c.id))
+        picked: list[Candidate] = []
+        for candidate in ordered:
+            if len(picked) >= k:
+                break
+            if minhash.similarity(candidate.sketch, own) >= threshold:
+                continue
+            if any(minhash.similarity(candidate.sketch, p.sketch) >= threshold for p in picked):
+                continue
+            picked.append(candidate)
+        return picked
+
+
+def _parse(raw: list) -> tuple[tuple[int, ...], list[Candidate]]:
+    if not raw:
+        return (), []
+    own = minhash.unpack(raw[0])
+    candidates = [
+        Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), minhash.unpack(raw[i + 3]))
+        for i in range(1, len(raw) - 3, 4)
+    ]
+    return own, candidates
+
+
+def _s(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else ("" if value is None else str(value))
