@@ -212,3 +212,158 @@ def auth_headers() -> dict[str, str]:
 
 def article_status(api_url: str, aid: str) -> dict:
     return requests.get(f"{api_url}/v1/articles/{aid}", headers=auth_headers(), timeout=10).json()
+
+
+# --- notify: webhook receivers, an SMTP server, an isolated Redis database --------------------------------------
+
+
+class WebhookReceiver:
+    """A real HTTP server on 127.0.0.1 that verifies each request with the standardwebhooks library.
+
+    `status` is what it answers (e.g. 200, 500, 410, 429), `headers` extra answer headers,
+    `delay` seconds to wait before answering (a hanging endpoint). Set `secrets` to the
+    subscription's secret(s) to have every request verified; results are in `requests`.
+    """
+
+    def __init__(self, status: int = 200, headers: dict | None = None, delay: float = 0.0, answer: bytes = b"ok"):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status, self.headers, self.delay, self.answer = status, headers or {}, delay, answer
+        self.secrets: list[str] = []
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver._record(dict(self.headers.items()), body, self.path)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                try:
+                    self.send_response(receiver.status)
+                    for name, value in receiver.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(receiver.answer)))
+                    self.end_headers()
+                    self.wfile.write(receiver.answer)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def _record(self, headers: dict, body: bytes, path: str) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        lowered = {k.lower(): v for k, v in headers.items()}
+        verified = {}
+        for secret in self.secrets:
+            try:
+                verified[secret] = Webhook(secret).verify(body, lowered)
+            except Exception as exc:  # the library raises its own WebhookVerificationError
+                verified[secret] = exc
+        with self.lock:
+            self.requests.append({"headers": lowered, "body": body, "path": path, "verified": verified,
+                                  "at": time.monotonic()})
+
+    def verified_payloads(self, secret: str) -> list[dict]:
+        """Payloads that the standardwebhooks library verified with `secret` (others are left out)."""
+        with self.lock:
+            return [r["verified"][secret] for r in self.requests if isinstance(r["verified"].get(secret), dict)]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_receivers():
+    """Factory of WebhookReceiver servers, all stopped after the test."""
+    made: list[WebhookReceiver] = []
+
+    def make(**kwargs) -> WebhookReceiver:
+        receiver = WebhookReceiver(**kwargs)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.stop()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: connections are refused."""
+    return f"http://127.0.0.1:{processes.free_port()}/hook"
+
+
+class SmtpSink:
+    """aiosmtpd handler keeping every message; RCPT to an address starting with 'bounce' gets 550."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("bounce"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        import email.policy
+
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; `.handler.messages` holds what it received."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(SmtpSink(), hostname="127.0.0.1", port=processes.free_port())
+    controller.start()
+    controller.url = f"smtp://127.0.0.1:{controller.port}"
+    yield controller
+    controller.stop()
+
+
+NOTIFY_DB = 7  # a Redis database of its own: the shared scheduler and workers (database 0) never see it
+
+
+@pytest.fixture
+def notify_settings(settings, redis_server, smtp_server) -> Settings:
+    """Settings on an emptied Redis database of their own, with the SMTP server, for notify tests that drive
+    the notify functions directly (no worker or scheduler can pick their deliveries up)."""
+    import dataclasses
+
+    import redis as redis_lib
+
+    url = f"redis://127.0.0.1:{redis_server.port}/{NOTIFY_DB}"
+    redis_lib.Redis.from_url(url).flushdb()
+    return dataclasses.replace(settings, redis_url=url, smtp_url=smtp_server.url,
+                               mail_from="Pressroom News <news@pressroom.test>")
+
+
+@pytest.fixture
+def notify_rt(notify_settings) -> Runtime:
+    return Runtime(notify_settings)
+
+
+@pytest.fixture
+def notify_client(notify_settings):
+    """A Flask test client of the API on the notify tests' own Redis database."""
+    from services.ingest.app import create_app
+
+    return create_app(notify_settings).test_client()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from html import escape
 
 import redis
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import BadRequest, UnprocessableEntity
 
@@ -65,10 +65,19 @@ def _redis_down(error):
     return body, 503, UNAVAILABLE
 
 
+PUBLIC_ENDPOINTS = ("confirm", "unsubscribe_page", "unsubscribe")
+
+
+@blp.before_request
+def _require_token():
+    """Authenticate before the body is parsed, so a caller without the token learns nothing else."""
+    if request.endpoint and request.endpoint.rpartition(".")[2] in PUBLIC_ENDPOINTS:
+        return
+    auth.require_token(current_app.extensions["pressroom"]["settings"])
+
+
 def _ctx():
-    ext = current_app.extensions["pressroom"]
-    settings = ext["settings"]
-    auth.require_token(settings)
+    settings = current_app.extensions["pressroom"]["settings"]
     rt = runtime_for(settings)
     return settings, rt, SubscriptionStore(rt.redis)
 

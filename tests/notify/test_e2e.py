@@ -1,0 +1,81 @@
+"""End to end on the real stack: API under gunicorn, Celery workers, scheduler, Redis, S3."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from tests.conftest import auth_headers, signed, unique_article, wait_for
+
+
+def _deliveries(api: str, sid: str) -> list[dict]:
+    answer = requests.get(f"{api}/v1/subscriptions/{sid}/deliveries", headers=auth_headers(), timeout=10)
+    return answer.json()["items"]
+
+
+def test_a_subscriber_gets_the_seed_article_once_verified(api, workers, webhook_receivers):
+    receiver = webhook_receivers()
+    created = requests.post(f"{api}/v1/subscriptions", headers=auth_headers(), timeout=30, json={
+        "channel": "webhook", "url": receiver.url, "topics": ["Defence"]})
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    receiver.secrets = [sub["secret"]]
+    try:
+        doc = unique_article()
+        body = json.dumps(doc).encode()
+        accepted = requests.post(f"{api}/v1/articles", data=body, headers=signed(body), timeout=10)
+        assert accepted.status_code == 202, accepted.text
+        aid = accepted.json()["id"]
+
+        entries = wait_for(lambda: [e for e in _deliveries(api, sub["id"]) if e["article_id"] == aid],
+                           timeout=90, message="the delivery to be logged")
+        mine = [p for p in receiver.verified_payloads(sub["secret"]) if p["data"]["id"] == aid]
+        assert len(mine) == 1
+        (payload,) = mine
+        assert set(payload) == {"type", "timestamp", "data"}
+        assert payload["type"] == "article.published"
+        data = payload["data"]
+        assert set(data) == {"id", "uri", "version", "headline", "url", "topics"}
+        assert data["uri"] == doc["uri"] and data["version"] == 1
+        assert data["headline"] == "Israeli Defence Minister visits Georgia and Azerbaijan"
+        assert data["url"].startswith("https://news.example.test/") and "Defence" in data["topics"]
+        assert [(e["status"], e["http_status"], e["attempt"]) for e in entries] == [("delivered", 200, 1)]
+        delivery = requests.get(f"{api}/v1/deliveries/{entries[0]['delivery_id']}", headers=auth_headers(),
+                                timeout=10).json()
+        assert delivery["state"] == "delivered" and delivery["attempts"] == 1
+        assert receiver.requests[0]["headers"]["webhook-id"] == delivery["webhook_id"]
+
+        withdrawn = requests.delete(f"{api}/v1/articles/{aid}", headers=auth_headers(), timeout=10)
+        assert withdrawn.status_code == 202
+        wait_for(lambda: any(p["type"] == "article.withdrawn" and p["data"]["id"] == aid
+                             for p in receiver.verified_payloads(sub["secret"])),
+                 timeout=90, message="the withdrawal notification")
+        kinds = [p["type"] for p in receiver.verified_payloads(sub["secret"]) if p["data"]["id"] == aid]
+        assert kinds == ["article.published", "article.withdrawn"]
+        assert all(isinstance(r["verified"][sub["secret"]], dict) for r in receiver.requests)
+    finally:
+        requests.delete(f"{api}/v1/subscriptions/{sub['id']}", headers=auth_headers(), timeout=10)
+
+
+def test_failures_are_retried_by_the_scheduler_until_delivered(api, workers, webhook_receivers):
+    receiver = webhook_receivers(status=503)
+    sub = requests.post(f"{api}/v1/subscriptions", headers=auth_headers(), timeout=30, json={
+        "channel": "webhook", "url": receiver.url, "topics": ["Arms trade"], "events": ["article.published"]}).json()
+    receiver.secrets = [sub["secret"]]
+    try:
+        doc = unique_article()
+        body = json.dumps(doc).encode()
+        aid = requests.post(f"{api}/v1/articles", data=body, headers=signed(body), timeout=10).json()["id"]
+        wait_for(lambda: len(receiver.requests) >= 2, timeout=90, message="the immediate retry")
+        receiver.status = 200
+        entries = wait_for(
+            lambda: (e := _deliveries(api, sub["id"])) and e[0]["status"] == "delivered" and e,
+            timeout=90, message="the retry on the schedule (5 s) to succeed")
+        assert [e["status"] for e in entries] == ["delivered", "retrying", "retrying"]
+        assert [e["attempt"] for e in entries] == [3, 2, 1]
+        ids = {r["headers"]["webhook-id"] for r in receiver.requests}
+        assert len(ids) == 1 and len(receiver.requests) == 3
+        assert all(p["data"]["id"] == aid for p in receiver.verified_payloads(sub["secret"]))
+    finally:
+        requests.delete(f"{api}/v1/subscriptions/{sub['id']}", headers=auth_headers(), timeout=10)

@@ -1,0 +1,69 @@
+"""Matching by the topic index and fan-out into batches of deliveries created once."""
+
+from services.notify import matching
+from shared.deliveries import DeliveryStore, delivery_id
+from shared.subscriptions import SubscriptionStore, normalise_topic
+from tests.notify.helpers import article_event, queue, subscribe
+
+
+def test_topics_are_normalised_case_and_accent_insensitively():
+    assert normalise_topic("Défense") == normalise_topic("DEFENSE ") == "defense"
+    assert normalise_topic("  Arms   Trade ") == "arms trade"
+    assert normalise_topic("Straße") == "strasse"  # casefold, not lower
+    assert normalise_topic("Tbilisi") != normalise_topic("Tbilissi")
+
+
+def test_matching_uses_topics_events_and_status(notify_rt):
+    store = SubscriptionStore(notify_rt.redis)
+    defence, _ = subscribe(notify_rt, "http://127.0.0.1:9/a", topics=["DÉFENCE"])
+    georgia, _ = subscribe(notify_rt, "http://127.0.0.1:9/b", topics=["  georgia", "Sports"])
+    everything, _ = subscribe(notify_rt, "http://127.0.0.1:9/c", topics=["*"])
+    sports, _ = subscribe(notify_rt, "http://127.0.0.1:9/d", topics=["Sports"])
+    withdrawn_only, _ = subscribe(notify_rt, "http://127.0.0.1:9/e", topics=["Defence"], events=["article.withdrawn"])
+    paused, _ = subscribe(notify_rt, "http://127.0.0.1:9/f", topics=["Defence"])
+    store.update(paused.id, status="paused")
+    unconfirmed, _ = subscribe(notify_rt, "reader@example.test", topics=["Defence"])
+
+    topics = article_event()["topics"]
+    assert set(store.matching("article.published", topics)) == {defence.id, georgia.id, everything.id}
+    assert set(store.matching("article.withdrawn", topics)) == {defence.id, georgia.id, everything.id,
+                                                                 withdrawn_only.id}
+    assert set(store.matching("article.published", ["Sports"])) == {georgia.id, sports.id, everything.id}
+    assert unconfirmed.status == "pending"
+
+    store.update(paused.id, status="active")
+    store.update(georgia.id, topics=["Armenia"])
+    assert set(store.matching("article.published", topics)) == {defence.id, everything.id, paused.id}
+    store.delete(defence.id)
+    assert defence.id not in store.matching("article.published", topics)
+
+
+def test_fan_out_batches_and_creates_each_delivery_once(notify_rt):
+    sids = [subscribe(notify_rt, f"http://127.0.0.1:9/{n}", topics=["Arms Trade"])[0].id for n in range(1203)]
+    event = article_event()
+    batches = []
+    assert matching.fan_out(notify_rt, event, lambda ekey, ids: batches.append((ekey, ids))) == 1203
+    assert [len(ids) for _, ids in batches] == [500, 500, 203]
+    assert sorted(s for _, ids in batches for s in ids) == sorted(sids)
+
+    queued = []
+    for ekey, ids in batches:
+        matching.queue_batch(notify_rt, ekey, ids, queued.append)
+    assert len(queued) == 1203
+    assert set(queued) == {delivery_id(event["id"], 1, "article.published", s) for s in sids}
+
+    again = queue(notify_rt, event)  # render sends the same event again: nothing new
+    assert again == []
+    store = DeliveryStore(notify_rt.redis)
+    assert store.get(queued[0])["state"] == "pending"
+    assert store.load_event(store.get(queued[0])["event_key"])["headline"] == event["headline"]
+
+
+def test_each_event_type_and_version_is_its_own_delivery(notify_rt):
+    sub, _ = subscribe(notify_rt, "http://127.0.0.1:9/x")
+    event = article_event()
+    first = queue(notify_rt, event)
+    updated = queue(notify_rt, {**event, "type": "article.updated", "version": 2})
+    withdrawn = queue(notify_rt, {**event, "type": "article.withdrawn", "version": 2})
+    assert len({*first, *updated, *withdrawn}) == 3
+    assert queue(notify_rt, {**event, "type": "article.updated", "version": 2}) == []
