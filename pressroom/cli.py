@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--api", help="API base URL (default PRESSROOM_PUBLIC_API_URL)")
     p.set_defaults(func=cmd_post)
+    from services.render.related.cli import add_commands as add_related_commands
+
+    add_related_commands(sub)
     return parser
 
 

@@ -34,7 +34,7 @@ class Candidate:
     id: str
     score: float
     published_at: float
-    sketch: tuple[int, ...]
+    sketch: frozenset[int]
 
 
 class RelatedIndex:
@@ -180,10 +180,10 @@ class RelatedIndex:
             t.expansion_terms, t.feedback_mix, t.candidates,
         ]
 
-    def _candidates(self, article_id: str) -> tuple[tuple[int, ...], list[Candidate]]:
+    def _candidates(self, article_id: str) -> tuple[frozenset[int], list[Candidate]]:
         return _parse(self._query(keys=[self.keys.ids], args=self._query_args(article_id)))
 
-    def _pick(self, own: tuple[int, ...], candidates: list[Candidate], k: int) -> list[Candidate]:
+    def _pick(self, own: frozenset[int], candidates: list[Candidate], k: int) -> list[Candidate]:
         """Best first, newest first among equal scores, skipping near-duplicates."""
         threshold = self.tuning.duplicate_threshold
         ordered = sorted(candidates, key=lambda c: (-round(c.score, 9), -c.published_at, c.id))
@@ -199,12 +199,12 @@ class RelatedIndex:
         return picked
 
 
-def _parse(raw: list) -> tuple[tuple[int, ...], list[Candidate]]:
+def _parse(raw: list) -> tuple[frozenset[int], list[Candidate]]:
     if not raw:
-        return (), []
-    own = minhash.unpack(raw[0])
+        return frozenset(), []
+    own = frozenset(minhash.unpack(raw[0]))
     candidates = [
-        Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), minhash.unpack(raw[i + 3]))
+        Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), frozenset(minhash.unpack(raw[i + 3])))
         for i in range(1, len(raw) - 3, 4)
     ]
     return own, candidates

@@ -34,17 +34,21 @@ def sketch(words: list[str], size: int = SIZE) -> tuple[int, ...]:
 
 
 def similarity(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozenset[int], size: int = SIZE) -> float:
-    """Estimated Jaccard similarity of the two shingle sets (bottom-k estimator)."""
-    if not a or not b:
-        return 0.0
-    sa, sb = set(a), set(b)
-    if sa.isdisjoint(sb):
+    """Estimated Jaccard similarity of the two shingle sets (bottom-k estimator).
+
+    Takes sets or tuples; callers comparing one sketch many times pass frozensets, and
+    sketches of different stories are nearly always disjoint, which is checked first.
+    """
+    sa = a if isinstance(a, frozenset) else frozenset(a)
+    sb = b if isinstance(b, frozenset) else frozenset(b)
+    if not sa or not sb or sa.isdisjoint(sb):
         return 0.0
     union = heapq.nsmallest(size, sa | sb)
     return sum(1 for h in union if h in sa and h in sb) / len(union)
 
 
-def is_near_duplicate(a: tuple[int, ...], b: tuple[int, ...], threshold: float = THRESHOLD) -> bool:
+def is_near_duplicate(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozenset[int],
+                      threshold: float = THRESHOLD) -> bool:
     return similarity(a, b) >= threshold
 
 

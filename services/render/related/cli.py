@@ -1,0 +1,57 @@
+"""The related-articles operator commands, registered on the `pressroom` command.
+
+`pressroom/cli.py` only calls `add_commands`; heavy imports happen when a command runs,
+so every other `pressroom` command starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "related-eval",
+        help="index a JSONL file of {id,title,body,category} through the related engine and print its precision",
+    )
+    p.add_argument("file", metavar="FILE.jsonl")
+    p.add_argument("--redis-url", help="use this Redis under a throwaway key prefix (default: start a private one)")
+    p.set_defaults(func=cmd_related_eval)
+    p = sub.add_parser("reindex", help="rebuild the related-articles index from the article store")
+    p.add_argument("--fresh", action="store_true", help="drop the index first instead of updating it in place")
+    p.set_defaults(func=cmd_reindex)
+
+
+def cmd_related_eval(args: argparse.Namespace) -> None:
+    import redis
+
+    from pressroom.cli import fail
+    from services.render.related import evaluate
+
+    try:
+        evaluate.run(args.file, args.redis_url, sys.stdout, sys.stderr)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    except redis.RedisError as exc:
+        fail(f"Redis: {exc}")
+
+
+def cmd_reindex(args: argparse.Namespace) -> None:
+    from pressroom.cli import fail, load_settings, require_redis
+    from services.render.related import RelatedIndex
+    from services.render.related.reindex import reindex
+    from shared.runtime import Runtime
+    from shared.storage import StorageUnavailable
+
+    settings = load_settings()
+    require_redis(settings)
+    rt = Runtime(settings)
+    try:
+        report = reindex(rt.redis, rt.data, RelatedIndex(rt.redis), fresh=args.fresh, progress=sys.stderr)
+    except StorageUnavailable as exc:
+        fail(f"article store: {exc}", 1)
+    print(
+        f"reindex: {report.indexed} of {report.published} published articles indexed, "
+        f"{report.missing} missing from the article store, {report.removed} no longer published removed"
+    )
