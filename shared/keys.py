@@ -35,6 +35,15 @@ def page_key(path: str) -> str:
     return f"{path.strip('/')}/index.html" if path.strip("/") else "index.html"
 
 
+def photo_key(version: int, digest: str, name: str) -> str:
+    """Content-addressed key of one photo output: the source's sha256 and the processing version.
+
+    A new processing version writes beside the old outputs instead of overwriting them, so
+    pages already published keep working (e.g. 'photos/v1/ab/ab12…/640w.webp').
+    """
+    return f"photos/v{version}/{digest[:2]}/{digest}/{name}"
+
+
 # redis
 def article_state(aid: str) -> str:
     return f"{PREFIX}:article:{aid}"
@@ -50,6 +59,20 @@ def article_lock(aid: str) -> str:
 
 def path_claim(path: str) -> str:
     return f"{PREFIX}:path:{path}"
+
+
+def photo_manifest(version: int, digest: str) -> str:
+    """The processed photo (renditions and crops) for a source digest."""
+    return f"{PREFIX}:photo:v{version}:{digest}"
+
+
+def photo_source(version: int, href: str) -> str:
+    """Which source digest an href (or a whole data: URI) turned out to hold; hashed to bound its length."""
+    return f"{PREFIX}:photo:v{version}:href:{hashlib.sha256(href.encode('utf-8')).hexdigest()}"
+
+
+def photo_lock(version: int, digest: str) -> str:
+    return f"{PREFIX}:lock:photo:v{version}:{digest}"
 
 
 def idempotency(source: str, key: str) -> str:

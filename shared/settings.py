@@ -80,6 +80,27 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress._BaseNetwork
     return tuple(nets)
 
 
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def _hosts(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Host names ('photos.example.org'), suffixes ('.example.org': it and its subdomains) or '*'."""
+    hosts = tuple(h.strip().lower().rstrip(".").strip("[]") for h in env.get(name, "").split(",") if h.strip())
+    for host in hosts:
+        bare = host[1:] if host.startswith(".") else host
+        if host != "*" and not HOST_NAME.match(bare) and not _is_ip(bare):
+            raise SettingsError(f"{name}: {host!r} is not a host name, '.suffix' or '*'")
+    return hosts or default
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -95,6 +116,9 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     idempotency_ttl: int = 25 * 3600
     webhook_allow_networks: tuple = ()
+    photo_hosts: tuple[str, ...] = ("*",)
+    photo_max_bytes: int = 20 * 1024 * 1024
+    photo_max_pixels: int = 40_000_000
     smtp_url: str = ""
     mail_from: str = "Pressroom <pressroom@localhost>"
     ingest_workers: int = 2
@@ -140,6 +164,9 @@ class Settings:
             max_body_bytes=_int(env, "PRESSROOM_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             idempotency_ttl=_int(env, "PRESSROOM_IDEMPOTENCY_TTL", cls.idempotency_ttl, minimum=86400),
             webhook_allow_networks=_networks(env, "PRESSROOM_WEBHOOK_ALLOW_NETWORKS"),
+            photo_hosts=_hosts(env, "PRESSROOM_PHOTO_HOSTS", cls.photo_hosts),
+            photo_max_bytes=_int(env, "PRESSROOM_PHOTO_MAX_BYTES", cls.photo_max_bytes, minimum=1024),
+            photo_max_pixels=_int(env, "PRESSROOM_PHOTO_MAX_PIXELS", cls.photo_max_pixels, minimum=10_000),
             smtp_url=_url(env, "PRESSROOM_SMTP_URL", "", ("smtp", "smtps")),
             mail_from=env.get("PRESSROOM_MAIL_FROM", "").strip() or cls.mail_from,
             ingest_workers=_int(env, "PRESSROOM_INGEST_WORKERS", cls.ingest_workers, minimum=1),

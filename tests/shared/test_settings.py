@@ -51,3 +51,39 @@ def test_secrets_never_appear_in_repr():
 
 def test_parse_webhook_secret_accepts_unpadded_base64():
     assert parse_webhook_secret(WEBHOOK_SECRET.rstrip("=")) == b"pressroom-test-secret-0123456789"
+
+
+def test_photo_settings_default_to_any_host_20_mib_and_40_megapixels():
+    s = Settings.from_env({})
+    assert s.photo_hosts == ("*",)
+    assert s.photo_max_bytes == 20 * 1024 * 1024
+    assert s.photo_max_pixels == 40_000_000
+
+
+def test_photo_settings_parse_hosts_suffixes_and_limits():
+    s = Settings.from_env(
+        {
+            "PRESSROOM_PHOTO_HOSTS": " Photos.Example.org, .cdn.example.net. ,127.0.0.1,[::1]",
+            "PRESSROOM_PHOTO_MAX_BYTES": "1048576",
+            "PRESSROOM_PHOTO_MAX_PIXELS": "1000000",
+        }
+    )
+    assert s.photo_hosts == ("photos.example.org", ".cdn.example.net", "127.0.0.1", "::1")
+    assert (s.photo_max_bytes, s.photo_max_pixels) == (1048576, 1000000)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRESSROOM_PHOTO_HOSTS": "a.example.org,*.example.org"}, "PRESSROOM_PHOTO_HOSTS: '*.example.org' is not"),
+        ({"PRESSROOM_PHOTO_HOSTS": "http://photos.example.org"}, "PRESSROOM_PHOTO_HOSTS: 'http://photos.example.org'"),
+        ({"PRESSROOM_PHOTO_MAX_BYTES": "20MB"}, "PRESSROOM_PHOTO_MAX_BYTES: expected an integer"),
+        ({"PRESSROOM_PHOTO_MAX_BYTES": "10"}, "PRESSROOM_PHOTO_MAX_BYTES: must be at least 1024"),
+        ({"PRESSROOM_PHOTO_MAX_PIXELS": "0"}, "PRESSROOM_PHOTO_MAX_PIXELS: must be at least 10000"),
+    ],
+)
+def test_bad_photo_settings_give_one_clear_line(env, message):
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
