@@ -9,10 +9,11 @@ machine under a lease:
        ^                    |
        +------ retry -------+          (a lapsed lease lets the next run reclaim it)
 
-The sorted set DUE holds every delivery that needs work at a given time: retries at their
-next attempt, and deliveries in flight at their lease's end (so a worker that dies
-mid-delivery is noticed). The scheduler releases due members; nothing waits in a Celery
-countdown. In `shared/` because the API reads the log and re-queues failed deliveries.
+The sorted set DUE holds every delivery that needs work at a given time: new ones (due at
+once), retries at their next attempt, and deliveries in flight at their lease's end (so a
+worker that dies mid-delivery is noticed). The dispatcher releases due members into the
+broker as fast as workers take them; nothing waits in a Celery countdown. In `shared/`
+because the API reads the log and re-queues failed deliveries.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from shared.keys import PREFIX
 
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
 LOG_LENGTH = 1000
-RESCUE_AFTER = 600  # a new delivery whose task was lost is re-queued after this long
 TERMINAL = ("delivered", "failed", "cancelled")
 DUE = f"{PREFIX}:notify:due"
 
@@ -56,16 +56,25 @@ def webhook_id(did: str) -> str:
     return f"msg_{did}"
 
 
-# KEYS: record, due   ARGV: id, sub, event_key, type, aid, version, now, ttl, rescue_at
+# KEYS: record per subscriber..., due   ARGV: event_key, type, aid, version, now, ttl, then one sub id per record
 _CREATE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state then return state end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'sub', ARGV[2], 'event_key', ARGV[3], 'type', ARGV[4],
-  'article', ARGV[5], 'version', ARGV[6], 'state', 'pending', 'attempts', '0', 'next_at', ARGV[7],
-  'created_at', ARGV[7], 'updated_at', ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
-return 'created'
+local due = KEYS[#KEYS]
+local out = {}
+for i = 1, #KEYS - 1 do
+  local state = redis.call('HGET', KEYS[i], 'state')
+  if state then
+    out[i] = state
+  else
+    local did = string.sub(KEYS[i], string.len(ARGV[7]) + 1)
+    redis.call('HSET', KEYS[i], 'id', did, 'sub', ARGV[7 + i], 'event_key', ARGV[1], 'type', ARGV[2],
+      'article', ARGV[3], 'version', ARGV[4], 'state', 'pending', 'attempts', '0', 'next_at', ARGV[5],
+      'created_at', ARGV[5], 'updated_at', ARGV[5])
+    redis.call('EXPIRE', KEYS[i], ARGV[6])
+    redis.call('ZADD', due, ARGV[5], did)
+    out[i] = 'created'
+  end
+end
+return out
 """
 
 # KEYS: record, due   ARGV: now, lease_until, token, id
@@ -152,22 +161,22 @@ class DeliveryStore:
         return json.loads(raw) if raw else None
 
     def create_many(self, ekey: str, event: dict, sids: list[str], now: float | None = None) -> list[tuple[str, str]]:
-        """Create the deliveries of one event to `sids`; returns (delivery id, state before) pairs.
+        """Create the deliveries of one event to `sids` in one round trip; returns (delivery id,
+        state before) pairs: 'created' for new records, an existing record is left untouched.
 
-        The state is 'created' for new records; an existing record is left untouched. Each new
-        record is also put in DUE `RESCUE_AFTER` ahead, in case its task never reaches a worker.
+        Each new record is put in DUE, due now: dispatching it is the dispatcher's job
+        (services.notify.dispatch), which queues only as many tasks as workers can take.
         """
         now = time.time() if now is None else now
         aid, version, kind = event["id"], int(event["version"]), event["type"]
         ids = [delivery_id(aid, version, kind, sid) for sid in sids]
-        pipe = self.redis.pipeline(transaction=False)
-        for did, sid in zip(ids, sids, strict=True):
-            self._create(
-                keys=[delivery_key(did), DUE],
-                args=[did, sid, ekey, kind, aid, version, now, RECORD_TTL, now + RESCUE_AFTER],
-                client=pipe,
-            )
-        return [(did, _s(state)) for did, state in zip(ids, pipe.execute(), strict=True)]
+        if not ids:
+            return []
+        states = self._create(
+            keys=[*(delivery_key(did) for did in ids), DUE],
+            args=[ekey, kind, aid, version, now, RECORD_TTL, delivery_key(""), *sids],
+        )
+        return [(did, _s(state)) for did, state in zip(ids, states, strict=True)]
 
     def get(self, did: str) -> dict | None:
         raw = self.redis.hgetall(delivery_key(did))
@@ -206,7 +215,7 @@ class DeliveryStore:
         now = time.time() if now is None else now
         return _s(self._reset(keys=[delivery_key(did), DUE], args=[now, did, RECORD_TTL]))
 
-    def release_due(self, now: float | None = None, limit: int = 1000, requeue_after: float = 30.0) -> list[str]:
+    def release_due(self, now: float | None = None, limit: int = 1000, requeue_after: float = 120.0) -> list[str]:
         """Deliveries due now; each is pushed `requeue_after` seconds ahead in case its task is lost."""
         now = time.time() if now is None else now
         return [_s(d) for d in self._release(keys=[DUE], args=[now, limit, now + requeue_after])]

@@ -1,10 +1,10 @@
 """Notify-pool tasks: thin wrappers that take ids, reload state and call the library modules.
 
 Delivery semantics: every task is acked late and safe to run twice. The fan-out task only
-stores and batches; the batch task only creates records and queues one `notify.deliver`
-per new delivery; each delivery is its own task, so a slow endpoint delays nobody else.
-Retries are not Celery countdowns: a failed attempt lands in the due set, and
-`scheduler.notify_retries` re-queues what is due every second.
+stores and batches; the batch task only creates records (due at once) and dispatches; each
+delivery is its own task, so a slow endpoint delays nobody else. Retries are not Celery
+countdowns: a failed attempt lands in the due set, and `scheduler.notify_retries`
+dispatches what is due every second (services.notify.dispatch).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import logging
 from celery import shared_task
 from redis.exceptions import RedisError
 
-from services.notify import confirmations, deliveries, matching
+from services.notify import confirmations, deliveries, dispatch, matching
 from services.notify.transports import DeliveryError
 from shared import tasknames
-from shared.deliveries import DeliveryStore
 from shared.runtime import runtime_for
 
 log = logging.getLogger("pressroom.notify")
@@ -41,11 +40,11 @@ def article_event(self, event: dict) -> int:
 @shared_task(bind=True, name=tasknames.NOTIFY_QUEUE_BATCH, autoretry_for=TRANSIENT, retry_backoff=2,
              retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120, **COMMON)
 def queue_batch(self, event_key: str, subscription_ids: list[str]) -> int:
-    """Create the deliveries of one batch (once each) and queue a task per new delivery."""
+    """Create the deliveries of one batch (once each), then dispatch what the queue has room for."""
     rt = runtime_for(self.app.pressroom_settings)
-    return matching.queue_batch(
-        rt, event_key, subscription_ids, lambda did: self.app.send_task(tasknames.NOTIFY_DELIVER, args=[did])
-    )
+    created = matching.create_deliveries(rt, event_key, subscription_ids)
+    dispatch.dispatch(rt, lambda did: _send_delivery(self.app, did))
+    return len(created)
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_DELIVER, autoretry_for=TRANSIENT, retry_backoff=1,
@@ -64,14 +63,10 @@ def confirm_email(self, subscription_id: str) -> str:
 
 @shared_task(bind=True, name=tasknames.SCHEDULER_NOTIFY_RETRIES, ignore_result=True, expires=5)
 def notify_retries(self) -> int:
-    """Re-queue deliveries whose retry time (or lapsed lease) has come."""
+    """Queue deliveries that are due: new ones left by fan-out, retries, lapsed leases."""
     rt = runtime_for(self.app.pressroom_settings)
-    store = DeliveryStore(rt.redis)
-    released = 0
-    while True:
-        due = store.release_due()
-        for did in due:
-            self.app.send_task(tasknames.NOTIFY_DELIVER, args=[did])
-        released += len(due)
-        if len(due) < 1000:
-            return released
+    return dispatch.dispatch(rt, lambda did: _send_delivery(self.app, did))
+
+
+def _send_delivery(app, did: str) -> None:
+    app.send_task(tasknames.NOTIFY_DELIVER, args=[did])

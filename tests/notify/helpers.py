@@ -34,7 +34,7 @@ def queue(rt, event: dict) -> list[str]:
     matching.fan_out(rt, event, lambda ekey, sids: batches.append((ekey, sids)))
     queued: list[str] = []
     for ekey, sids in batches:
-        matching.queue_batch(rt, ekey, sids, queued.append)
+        queued += matching.create_deliveries(rt, ekey, sids)
     return queued
 
 

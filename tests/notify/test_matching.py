@@ -48,7 +48,7 @@ def test_fan_out_batches_and_creates_each_delivery_once(notify_rt):
 
     queued = []
     for ekey, ids in batches:
-        matching.queue_batch(notify_rt, ekey, ids, queued.append)
+        queued += matching.create_deliveries(notify_rt, ekey, ids)
     assert len(queued) == 1203
     assert set(queued) == {delivery_id(event["id"], 1, "article.published", s) for s in sids}
 
