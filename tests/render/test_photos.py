@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import ExifTags, Image, ImageCms
 
-from services.render.photos import PhotoError, ProcessedPhoto, process_photo, source
+from services.render.photos import PhotoError, ProcessedPhoto, imaging, process_photo, source
 from services.render.photos.imaging import crop_size, rendition_widths
 from services.render.photos.model import VERSION
 from shared import keys
@@ -144,6 +144,14 @@ def every_rendition(photo: ProcessedPhoto):
     return [*photo.jpeg, *photo.webp, *photo.crops.values()]
 
 
+def on_white(img: Image.Image) -> Image.Image:
+    """How a browser shows the image on a white page."""
+    rgba = img.convert("RGBA")
+    flat = Image.new("RGB", img.size, WHITE)
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat
+
+
 def near(pixel, expected, tolerance: int = 40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=False))
 
@@ -227,13 +235,39 @@ def test_rendition_widths_are_never_upscaled(width, widths):
     assert rendition_widths(width) == widths
 
 
-@pytest.mark.parametrize("size", [(1, 1), (7, 3), (600, 2000), (3000, 500), (1201, 1201), (5000, 4000)])
-def test_crop_sizes_have_exact_ratios_and_fit_the_source(size):
+@pytest.mark.parametrize("size", [(16, 16), (600, 2000), (3000, 500), (1201, 1201), (1300, 731), (5000, 4000)])
+def test_crops_are_the_largest_exact_ratio_the_source_allows(size):
     for a, b in ((16, 9), (4, 3), (1, 1)):
         w, h = crop_size(*size, (a, b))
         assert w * b == h * a
-        assert w <= 1200
-        assert (w <= size[0] and h <= size[1]) or size[1] < b or size[0] < a  # a 1-unit floor for tiny sources
+        assert w <= min(1200, size[0]) and h <= size[1]
+        assert w + a > min(1200, size[0]) or h + b > size[1]  # one unit more would not fit
+
+
+def test_a_source_smaller_than_one_ratio_unit_still_gets_a_crop():
+    assert crop_size(7, 3, (16, 9)) == (16, 9)
+
+
+@pytest.mark.parametrize(
+    ("img", "fmt", "expected"),
+    [
+        (Image.new("L", (400, 300), 128), "PNG", (128, 128, 128)),
+        (Image.new("1", (400, 300), 1), "PNG", WHITE),
+        (Image.new("LA", (400, 300), (0, 0)), "PNG", WHITE),
+        (Image.new("I;16", (400, 300), 65535), "PNG", WHITE),
+        (Image.new("RGB", (400, 300), RED).convert("P"), "GIF", RED),
+        (Image.new("CMYK", (400, 300), (0, 0, 0, 0)), "JPEG", WHITE),
+    ],
+    ids=["grey", "bilevel", "grey-alpha", "16-bit", "palette", "cmyk"],
+)
+def test_every_pixel_mode_becomes_rgb_or_rgba(img, fmt, expected):
+    rendered = imaging.render(encode(img, fmt), 40_000_000)
+    assert (rendered.width, rendered.height) == (400, 300)
+    for out in rendered.outputs:
+        decoded = Image.open(io.BytesIO(out.body))
+        assert decoded.size == (out.width, out.height)
+        assert decoded.mode in (("RGB",) if out.mimetype == "image/jpeg" else ("RGB", "RGBA"))
+        assert near(on_white(decoded).getpixel((5, 5)), expected, 12), out.name
 
 
 def test_a_large_photo_gets_every_width_and_full_size_crops(rt, server):
@@ -457,3 +491,9 @@ def test_a_data_uri_over_the_size_limit_is_refused_before_decoding(settings):
     href = "data:image/png;base64," + "A" * 8192
     error = refusal(variant(settings, photo_max_bytes=2048), href)
     assert str(error) == "photo refused: the data: URI holds more than 2048 bytes"
+
+
+def test_a_storage_failure_is_a_transient_photo_error(settings, server):
+    url = server.add(encode(unique((300, 200)), "JPEG"))
+    error = refusal(variant(settings, site_bucket=f"missing-{uuid.uuid4().hex[:8]}"), url)
+    assert str(error).startswith("photo not stored: put missing-") and error.transient
