@@ -120,6 +120,19 @@ def cmd_post(args: argparse.Namespace) -> None:
         fail(f"cannot reach {url}: {exc.reason}", 1)
 
 
+def cmd_rebuild(args: argparse.Namespace) -> None:
+    from pressroom.rebuild import rebuild
+
+    settings = load_settings()
+    require_redis(settings)
+    summary = rebuild(settings, force=args.force, timeout=args.timeout)
+    parts = ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("total", "seconds"))
+    print(f"rebuilt {summary['total']} articles in {summary['seconds']}s ({parts or 'nothing to do'}); "
+          "site pages, feeds and sitemaps queued")
+    if summary.get("total", 0) > sum(v for k, v in summary.items() if k not in ("total", "seconds")):
+        fail("timed out before every article was rendered (are render workers running?)", 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scheduler)
     p = sub.add_parser("site", help="serve the site bucket at PRESSROOM_SITE_PORT for local browsing")
     p.set_defaults(func=cmd_site)
+    p = sub.add_parser("rebuild", help="re-render the whole site from the article store on the render workers")
+    p.add_argument("--force", action="store_true", help="upload every object even if unchanged")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the workers")
+    p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("post", help="post a NINJS file to the API, signed")
     p.add_argument("file")
     p.add_argument("--api", help="API base URL (default PRESSROOM_PUBLIC_API_URL)")

@@ -53,6 +53,7 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
         beat_schedule={
             "sweep-outbox": {"task": tasknames.SCHEDULER_SWEEP_OUTBOX, "schedule": 5.0},
             "release-embargoes": {"task": tasknames.SCHEDULER_RELEASE_EMBARGOES, "schedule": 1.0},
+            "site-tick": {"task": tasknames.SCHEDULER_SITE_TICK, "schedule": 30.0},
             "notify-retries": {"task": tasknames.SCHEDULER_NOTIFY_RETRIES, "schedule": 1.0},
         },
     )

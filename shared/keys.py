@@ -83,3 +83,20 @@ def idempotency(source: str, key: str) -> str:
 OUTBOX = f"{PREFIX}:outbox"
 EMBARGOES = f"{PREFIX}:embargoes"
 ARTICLES_BY_STATUS = f"{PREFIX}:articles:status:"  # + status -> set of ids
+
+
+POPULAR = f"{PREFIX}:popular"  # zset: article id -> forward-decayed page views
+
+
+def collection(slug: str) -> str:
+    """An editor-curated, ordered list of article ids (PUT /v1/collections/{name})."""
+    return f"{PREFIX}:collection:{slug}"
+
+
+def pageview_limit(client: str, window: int) -> str:
+    return f"{PREFIX}:pv-limit:{client}:{window}"
+
+
+def rebuild_progress(run: str) -> str:
+    """Hash of outcome -> count for one `pressroom rebuild` run."""
+    return f"{PREFIX}:rebuild:{run}"

@@ -125,6 +125,8 @@ class Settings:
     worker_concurrency: int = 2
     task_time_limit: int = 300
     state_dir: str = ".pressroom"
+    cloudfront_distribution_id: str = ""
+    cloudfront_endpoint_url: str | None = None
     webhook_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
@@ -173,6 +175,8 @@ class Settings:
             worker_concurrency=_int(env, "PRESSROOM_WORKER_CONCURRENCY", cls.worker_concurrency, minimum=1),
             task_time_limit=_int(env, "PRESSROOM_TASK_TIME_LIMIT", cls.task_time_limit, minimum=10),
             state_dir=env.get("PRESSROOM_STATE_DIR", "").strip() or cls.state_dir,
+            cloudfront_distribution_id=env.get("PRESSROOM_CLOUDFRONT_DISTRIBUTION_ID", "").strip(),
+            cloudfront_endpoint_url=_url(env, "PRESSROOM_CLOUDFRONT_ENDPOINT_URL", "", ("http", "https")) or None,
         )
 
     @property

@@ -6,6 +6,9 @@ first dot.
 """
 
 RENDER_ARTICLE = "render.article"
+RENDER_COLLECTION = "render.collection"  # args: [collection slug]; editors changed its order
+RENDER_SITE = "render.site"  # the coalesced build of shared pages (home, lists, feeds, sitemaps)
+SCHEDULER_SITE_TICK = "scheduler.site_tick"  # popular.json, news sitemap ageing, stuck builds
 NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
 NOTIFY_QUEUE_BATCH = "notify.queue_batch"  # args: event key, list of subscription ids
 NOTIFY_DELIVER = "notify.deliver"  # args: delivery id

@@ -85,6 +85,7 @@ def make_env(redis_url: str, s3_url: str, **extra: str) -> dict[str, str]:
         "PRESSROOM_WEBHOOK_SECRETS": f"{WEBHOOK_SECRET},{OLD_SECRET}",
         "PRESSROOM_API_TOKEN": API_TOKEN,
         "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+        "PRESSROOM_PHOTO_HOSTS": "127.0.0.1,localhost",  # the samples' photo host is refused before any DNS
         "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="pr-state-"),
     }
     env.update(extra)

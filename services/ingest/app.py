@@ -7,6 +7,7 @@ from flask_smorest import Api
 
 from services.ingest import errors, health, metrics
 from services.ingest.articles.resources import blp as articles_blp
+from services.ingest.site.resources import blp as site_blp
 from services.ingest.subscriptions.resources import blp as subscriptions_blp
 from shared.celery_app import create_celery
 from shared.ninjs import NinjsArticle
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     api.spec.components.schema("NinjsArticle", schema=NinjsArticle)
     api.register_blueprint(articles_blp)
+    api.register_blueprint(site_blp)
     api.register_blueprint(subscriptions_blp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)

@@ -1,8 +1,10 @@
-"""Bring one article's public page in line with its recorded state.
+"""Bring one article's public page, and the site around it, in line with its recorded state.
 
 `reconcile` is what the render task runs. It reads the desired state from Redis under a
 per-article lock, so whatever order or how many times tasks arrive, the page ends up
-showing the newest accepted version, or gone if the article was withdrawn.
+showing the newest accepted version, or gone if the article was withdrawn. What the page
+changes elsewhere (lists, feeds, sitemaps, other articles' related lists) is recorded as
+dirty marks for the coalesced site build.
 """
 
 from __future__ import annotations
@@ -10,20 +12,31 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
+from services.render import lists
 from services.render.pages import SiteContext, article_page
+from services.render.photos import PhotoError, ProcessedPhoto, process_photo
+from services.render.related import RelatedIndex, related_doc_from_article
+from services.render.site_index import SiteIndex, card
+from services.render.upload import Uploader
 from shared import keys
 from shared.ninjs import Article, load_article
 from shared.runtime import Runtime
-from shared.storage import md5_hex
 
 log = logging.getLogger("pressroom.render")
 
-HTML = "text/html; charset=utf-8"
-HTML_CACHE = "public, max-age=60, stale-while-revalidate=300"
+FANOUT = 10
+
+
+class Effects(Protocol):
+    """What reconciling asks of the outside world (Celery in production, a recorder in tests)."""
+
+    def notify(self, event: dict) -> None: ...
+
+    def build_site(self) -> None: ...
 
 
 class ArticleBusy(Exception):
@@ -40,16 +53,13 @@ class Outcome:
     url: str | None = None
 
 
-Emit = Callable[[dict], None]
-
-
-def reconcile(rt: Runtime, aid: str, version: int, emit: Emit) -> Outcome:
-    """Publish, update or withdraw; `emit` gets the ArticleEvent to notify subscribers of."""
+def reconcile(rt: Runtime, aid: str, version: int, effects: Effects, force: bool = False) -> Outcome:
+    """Publish, update or withdraw. `force` re-renders a page that is already current."""
     lock = rt.redis.lock(keys.article_lock(aid), timeout=rt.settings.task_time_limit + 30, blocking_timeout=10)
     if not lock.acquire():
         raise ArticleBusy(aid)
     try:
-        return _reconcile_locked(rt, aid, version, emit)
+        return _reconcile_locked(rt, aid, version, effects, force)
     finally:
         try:
             lock.release()
@@ -57,7 +67,7 @@ def reconcile(rt: Runtime, aid: str, version: int, emit: Emit) -> Outcome:
             log.warning("lock for %s expired before release", aid)
 
 
-def _reconcile_locked(rt: Runtime, aid: str, version: int, emit: Emit) -> Outcome:
+def _reconcile_locked(rt: Runtime, aid: str, version: int, effects: Effects, force: bool) -> Outcome:
     state = rt.articles.get(aid)
     if state is None:
         return Outcome("missing")
@@ -65,36 +75,85 @@ def _reconcile_locked(rt: Runtime, aid: str, version: int, emit: Emit) -> Outcom
     if current > version:
         return Outcome("superseded")
     if state.get("withdraw") == "1":
-        return withdraw(rt, aid, current, state, emit)
+        if state.get("status") == "withdrawn" and not force:
+            return Outcome("unchanged")
+        return withdraw(rt, aid, current, state, effects)
     if float(state.get("embargo") or 0) > time.time():
         return Outcome("embargoed")
-    if state.get("status") == "published" and state.get("published_version") == str(current):
+    if state.get("status") == "published" and state.get("published_version") == str(current) and not force:
         return Outcome("unchanged", state.get("url"))
+    return publish(rt, aid, current, state, effects)
+
+
+def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) -> Outcome:
     article = _load(rt, state["doc_key"])
     path = state.get("path") or claim_path(rt, article)
-    html = article_page(article, path, SiteContext(site_url=rt.settings.site_url))
-    key = keys.page_key(path)
-    upload_if_changed(rt, key, html.encode("utf-8"), HTML, HTML_CACHE)
     url = f"{rt.settings.site_url}/{path}/"
-    first = not state.get("published_version")
-    emit(article_event("article.published" if first else "article.updated", article, url))
-    rt.articles.finish(
-        aid, current, "published", "published",
-        published_version=current, published_doc_key=state["doc_key"], path=path, url=url, key=key, reason="",
+    photo = _photo(rt, article)
+    index = SiteIndex(rt.redis)
+    entry = card(article, url, path, thumbnail(photo))
+    affected = RelatedIndex(rt.redis).index(related_doc_from_article(article), fanout=FANOUT)
+    index.add(article, entry)
+    site = SiteContext(
+        site_url=rt.settings.site_url,
+        api_url=rt.settings.public_api_url,
+        related=lists.related_cards(rt, aid),
+        editors_choice=lists.editors_choice_cards(rt, exclude=aid),
+        popular=lists.popular_cards(rt, exclude=aid),
     )
-    log.info("published %s v%s at %s", aid, current, url)
+    key = keys.page_key(path)
+    Uploader(rt).put(key, article_page(article, path, site, photo))
+    for other in affected:
+        if other != aid:
+            index.mark(f"article:{other}")
+    effects.build_site()
+    previous = state.get("published_version")
+    if previous != str(version):  # a forced refresh of the same version tells no one
+        effects.notify(article_event("article.updated" if previous else "article.published", article, url))
+    rt.articles.finish(
+        aid, version, "published", "published",
+        published_version=version, published_doc_key=state["doc_key"], path=path, url=url, key=key, reason="",
+    )
+    log.info("published %s v%s at %s", aid, version, url)
     return Outcome("published", url)
 
 
-def withdraw(rt: Runtime, aid: str, version: int, state: dict, emit: Emit) -> Outcome:
+def withdraw(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) -> Outcome:
+    """Remove the page and take the article out of every list, feed, sitemap and related list."""
     if state.get("key"):
-        rt.site.delete(state["key"])
+        Uploader(rt).delete(state["key"])
+    index = SiteIndex(rt.redis)
+    index.remove(aid)
+    RelatedIndex(rt.redis).remove(aid)
+    for other in lists.pages_showing(rt, aid):
+        index.mark(f"article:{other}")
+    lists.forget_related(rt, aid)
+    effects.build_site()
     if state.get("published_version"):
         article = _load(rt, state.get("published_doc_key") or state["doc_key"])
-        emit(article_event("article.withdrawn", article, state.get("url", "")))
-    rt.articles.finish(aid, version, "withdrawn", "withdrawn", published_version="", url="", reason="")
+        effects.notify(article_event("article.withdrawn", article, state.get("url", "")))
+    rt.articles.finish(aid, version, "withdrawn", "withdrawn", published_version="", reason="")
     log.info("withdrew %s", aid)
     return Outcome("withdrawn")
+
+
+def _photo(rt: Runtime, article: Article) -> ProcessedPhoto | None:
+    """The processed featured photo, or None: a bad photo never blocks the article."""
+    if not article.photo:
+        return None
+    try:
+        return process_photo(rt, article.photo)
+    except PhotoError as exc:
+        rt.articles.log(article.id, "photo skipped", article.version, reason=str(exc)[:300])
+        log.warning("article %s published without its photo: %s", article.id, exc)
+        return None
+
+
+def thumbnail(photo: ProcessedPhoto | None) -> dict | None:
+    if photo is None:
+        return None
+    best = next((r for r in photo.jpeg if r.width >= 640), photo.jpeg[-1])
+    return {"url": best.url, "width": best.width, "height": best.height}
 
 
 def article_event(kind: str, article: Article, url: str) -> dict:
@@ -139,11 +198,3 @@ def claim_path(rt: Runtime, article: Article) -> str:
     path = f"{path}-{article.id[1:9]}"
     rt.articles.claim_path(article.id, path)
     return path
-
-
-def upload_if_changed(rt: Runtime, key: str, body: bytes, content_type: str, cache_control: str) -> bool:
-    """Upload unless the stored object already has these bytes; True if uploaded."""
-    if rt.site.etag(key) == md5_hex(body):
-        return False
-    rt.site.put(key, body, content_type, cache_control)
-    return True

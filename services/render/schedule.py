@@ -1,22 +1,27 @@
-"""Periodic tasks run by `pressroom scheduler`: re-send the outbox, lift embargoes.
+"""Periodic tasks run by `pressroom scheduler`: re-send the outbox, lift embargoes, keep the site fresh.
 
-Both are safe to run concurrently or twice: re-sending an (id, version) only makes the
-render task reconcile again.
+All are safe to run concurrently or twice: re-sending an (id, version) only makes the
+render task reconcile again, and a site build renders from the index as it is.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from celery import shared_task
 
-from shared import tasknames
+from services.render.site_index import DIRTY, SiteIndex
+from services.render.tasks import queue_site_build
+from shared import keys, tasknames
 from shared.runtime import runtime_for
 
 log = logging.getLogger("pressroom.scheduler")
 
 OUTBOX_GRACE_SECONDS = 15
+POPULAR_HALF_LIFE = 6 * 3600
+SITE_TICK_SECONDS = 30
 
 
 def _send_render(app, rt, aid: str, version: int) -> None:
@@ -47,3 +52,29 @@ def release_embargoes(self) -> int:
             _send_render(self.app, rt, aid, version)
             released += 1
     return released
+
+
+@shared_task(bind=True, name=tasknames.SCHEDULER_SITE_TICK, ignore_result=True, expires=60)
+def site_tick(self) -> None:
+    """Decay page views, refresh lists/*.json and the news sitemap, restart a lost build."""
+    rt = runtime_for(self.app.pressroom_settings)
+    factor = math.exp(-math.log(2) * SITE_TICK_SECONDS / POPULAR_HALF_LIFE)
+    pipe = rt.redis.pipeline()
+    pipe.zunionstore(keys.POPULAR, {keys.POPULAR: factor})
+    pipe.zremrangebyscore(keys.POPULAR, "-inf", 0.05)
+    pipe.execute()
+    index = SiteIndex(rt.redis)
+    for field in ("lists", "sitemap-news", "sitemap-index"):
+        index.mark(field)
+    if rt.redis.exists(DIRTY):
+        queue_site_build(self.app, rt)
+
+
+@shared_task(bind=True, name=tasknames.RENDER_COLLECTION, ignore_result=True, acks_late=True)
+def collection_changed(self, slug: str) -> None:
+    """Editors reordered a collection: its list page and lists/*.json change."""
+    rt = runtime_for(self.app.pressroom_settings)
+    index = SiteIndex(rt.redis)
+    index.mark(f"list:collection:{slug}")
+    index.mark("lists")
+    queue_site_build(self.app, rt)

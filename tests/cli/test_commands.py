@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import lxml.html
 import requests
 
 from pressroom import processes
@@ -77,6 +78,45 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def article_with_inline_photo() -> dict:
+    """The seed article with its photo given inline, so the page shows a real figure offline."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (1600, 900), (40, 90, 140))
+    draw = ImageDraw.Draw(image)
+    for x in range(0, 1600, 80):
+        draw.rectangle([x, 300, x + 40, 600], fill=(230, 200, 80))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    doc = json.loads((ROOT / "tests" / "samples" / "seed-article.ninjs.json").read_text())
+    doc["uri"] += "-with-photo"
+    doc["associations"]["featuremedia"]["renditions"]["original"]["href"] = (
+        "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    )
+    return doc
+
+
+def screenshot(url: str, target: Path, tmp_path: Path) -> None:
+    """Load the page in headless Chromium (Debian's) and keep the screenshot as a test artifact."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,2000", f"--screenshot={target}", url],
+        check=True, capture_output=True, timeout=120,
+    )
+    from PIL import Image
+
+    with Image.open(target) as shot:
+        assert shot.size == (1280, 2000)
+        colours = shot.convert("RGB").getcolors(maxcolors=1_000_000) or []
+        assert len(colours) > 50  # text, photo and rules rendered, not a blank page
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -114,6 +154,21 @@ def test_run_starts_everything_publishes_the_sample_and_stops_cleanly(tmp_path):
         page = requests.get(status["url"], timeout=5)
         assert page.status_code == 200 and "Israeli Defence Minister visits Georgia" in page.text
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()["status"] == "ready"
+
+        photo_doc = tmp_path / "with-photo.json"
+        photo_doc.write_text(json.dumps(article_with_inline_photo()))
+        signing = {**env, "PRESSROOM_WEBHOOK_SECRETS": secrets["PRESSROOM_WEBHOOK_SECRETS"]}
+        posted = run_cli(["post", str(photo_doc)], signing)
+        photo_aid = json.loads(posted.stdout.split(" ", 1)[1])["id"]
+        photo_status = wait_for(
+            lambda: (s := requests.get(f"http://127.0.0.1:{port}/v1/articles/{photo_aid}", headers=token,
+                                       timeout=5).json())["status"] == "published" and s,
+            timeout=60, message="the photo article to be published",
+        )
+        html = requests.get(photo_status["url"], timeout=5).text
+        img = lxml.html.fromstring(html).find(".//figure//img")
+        assert requests.get(img.get("src"), timeout=5).headers["Content-Type"] == "image/jpeg"
+        screenshot(photo_status["url"], ROOT / "test-artifacts" / "screenshots" / "article.png", tmp_path)
 
         children = children_of(proc.pid)
         assert len(children) >= 7  # redis, s3, ingest, 2 workers, scheduler, site (+ their own children)

@@ -4,9 +4,24 @@ import json
 
 from services.ingest.articles.intake import accept_article
 from services.render import publish
+from services.render.upload import Uploader
 from shared import keys
 from shared.ninjs import load_article
 from tests.conftest import unique_article
+
+
+class Recorder:
+    """Effects of a reconcile, kept for the test to look at."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.builds = 0
+
+    def notify(self, event: dict) -> None:
+        self.events.append(event)
+
+    def build_site(self) -> None:
+        self.builds += 1
 
 
 class NoBroker:
@@ -23,12 +38,12 @@ def accept(rt, doc):
 
 
 def test_reconcile_twice_has_the_effect_of_once(rt):
-    events = []
+    effects = Recorder()
     article = accept(rt, unique_article())
-    first = publish.reconcile(rt, article.id, 1, events.append)
-    second = publish.reconcile(rt, article.id, 1, events.append)
+    first = publish.reconcile(rt, article.id, 1, effects)
+    second = publish.reconcile(rt, article.id, 1, effects)
     assert first.action == "published" and second.action == "unchanged"
-    assert [e["type"] for e in events] == ["article.published"]
+    assert [e["type"] for e in effects.events] == ["article.published"]
     state = rt.articles.get(article.id)
     assert [e["event"] for e in state["timeline"]].count("published") == 1
 
@@ -37,31 +52,35 @@ def test_an_old_task_never_overwrites_a_newer_page(rt):
     doc = unique_article()
     article = accept(rt, doc)
     accept(rt, {**doc, "version": "2", "headline": "Newer"})
-    assert publish.reconcile(rt, article.id, 1, lambda e: None).action == "superseded"
-    assert publish.reconcile(rt, article.id, 2, lambda e: None).action == "published"
+    assert publish.reconcile(rt, article.id, 1, Recorder()).action == "superseded"
+    assert publish.reconcile(rt, article.id, 2, Recorder()).action == "published"
     key = rt.articles.get(article.id)["key"]
     assert "Newer" in rt.site.get(key).body.decode()
 
 
 def test_update_event_then_withdrawal_event(rt):
-    events = []
+    effects = Recorder()
+    events = effects.events
     doc = unique_article()
     article = accept(rt, doc)
-    publish.reconcile(rt, article.id, 1, events.append)
+    publish.reconcile(rt, article.id, 1, effects)
     accept(rt, {**doc, "version": "2"})
-    publish.reconcile(rt, article.id, 2, events.append)
+    publish.reconcile(rt, article.id, 2, effects)
+    assert publish.reconcile(rt, article.id, 2, effects, force=True).action == "published"
     rt.articles.request_withdraw(article.id)
-    assert publish.reconcile(rt, article.id, 2, events.append).action == "withdrawn"
+    assert publish.reconcile(rt, article.id, 2, effects).action == "withdrawn"
+    assert publish.reconcile(rt, article.id, 2, effects).action == "unchanged"
     assert [e["type"] for e in events] == ["article.published", "article.updated", "article.withdrawn"]
     assert events[-1]["headline"] == doc["headline"] and events[-1]["url"].startswith("https://news.example.test/")
     assert "Defence" in events[0]["topics"] and "Editor's choice" not in events[0]["topics"]
+    assert effects.builds == 4
 
 
 def test_same_slug_for_two_articles_gets_two_paths(rt):
     a = accept(rt, unique_article())
     b = accept(rt, unique_article())
-    publish.reconcile(rt, a.id, 1, lambda e: None)
-    publish.reconcile(rt, b.id, 1, lambda e: None)
+    publish.reconcile(rt, a.id, 1, Recorder())
+    publish.reconcile(rt, b.id, 1, Recorder())
     assert rt.articles.get(a.id)["path"] != rt.articles.get(b.id)["path"]
 
 
@@ -70,7 +89,7 @@ def test_missing_document_is_a_permanent_failure(rt):
     doc_key = rt.articles.get(article.id)["doc_key"]
     rt.data.delete(doc_key)
     try:
-        publish.reconcile(rt, article.id, 1, lambda e: None)
+        publish.reconcile(rt, article.id, 1, Recorder())
     except publish.PermanentFailure as exc:
         assert doc_key in str(exc)
     else:
@@ -85,5 +104,6 @@ def test_outbox_keeps_what_the_broker_did_not_take(rt):
 
 def test_unchanged_bytes_are_not_uploaded_again(rt):
     body = json.dumps({"a": 1}).encode()
-    assert publish.upload_if_changed(rt, "test/unchanged.json", body, "application/json", "no-cache")
-    assert not publish.upload_if_changed(rt, "test/unchanged.json", body, "application/json", "no-cache")
+    assert Uploader(rt).put("test/unchanged.json", body)
+    assert not Uploader(rt).put("test/unchanged.json", body)
+    assert rt.site.get("test/unchanged.json").content_type == "application/json"

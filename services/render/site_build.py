@@ -1,0 +1,194 @@
+"""The coalesced site build: render the shared pages that the dirty marks name, once.
+
+Publishing N articles in a burst marks the home page dirty N times but queues at most one
+build at a time (`request_build`), and each build renders every dirty page once from the
+index as it is then. Builds run one at a time under a lock, so the last upload of a page
+always comes from the newest index state; marks taken by a build that fails are put back.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from services.render import lists, site_pages
+from services.render.pages import SiteContext
+from services.render.site_index import HOME, PAGE_SIZE, SiteIndex, listing_for
+from services.render.upload import Uploader
+from shared import keys
+from shared.runtime import Runtime
+
+log = logging.getLogger("pressroom.render")
+
+BUILD_QUEUED = f"{keys.PREFIX}:site:build-queued"
+BUILD_LOCK = f"{keys.PREFIX}:lock:site-build"
+PAGE_COUNTS = f"{keys.PREFIX}:site:page-counts"  # listing name -> archive pages written
+FEED_SIZE = 20
+NEWS_WINDOW = 2 * 24 * 3600
+LIST_CACHE = "public, max-age=30"
+
+
+class BuildBusy(Exception):
+    """Another build holds the lock; the task retries shortly."""
+
+
+def request_build(rt: Runtime, send: Callable[[], None]) -> bool:
+    """Queue one site build unless one is already queued; True if this call queued it."""
+    if rt.redis.set(BUILD_QUEUED, "1", nx=True, ex=120):
+        try:
+            send()
+        except Exception:
+            rt.redis.delete(BUILD_QUEUED)
+            raise
+        return True
+    return False
+
+
+def build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]:
+    """Render every dirty page; `rerender` queues article pages whose lists changed."""
+    lock = rt.redis.lock(BUILD_LOCK, timeout=rt.settings.task_time_limit + 30, blocking_timeout=20)
+    if not lock.acquire():
+        raise BuildBusy()
+    try:
+        rt.redis.delete(BUILD_QUEUED)
+        index = SiteIndex(rt.redis)
+        marks = index.take_dirty()
+        if not marks:
+            return {"pages": 0, "uploaded": 0}
+        uploader = Uploader(rt)
+        try:
+            articles = _build_marks(rt, index, uploader, marks)
+        except Exception:
+            index.restore_dirty(marks)
+            raise
+        if articles:
+            rerender(articles)
+        changed = uploader.flush()
+        log.info("site build: %d marks, %d objects changed", len(marks), len(changed))
+        return {"pages": len(marks), "uploaded": len(changed)}
+    finally:
+        try:
+            lock.release()
+        except Exception:
+            log.warning("site build lock expired before release")
+
+
+def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[str, int]) -> list[str]:
+    site = SiteContext(site_url=rt.settings.site_url)
+    articles = []
+    for field, rank in sorted(marks.items(), key=_build_order):
+        kind, _, name = field.partition(":")
+        if kind == "list":
+            build_listing(rt, index, uploader, site, name, rank)
+            if name.startswith("collection:") and "lists" not in marks:
+                publish_lists(rt, uploader)
+        elif kind == "sitemap":
+            build_month_sitemap(index, uploader, site, name)
+        elif kind == "sitemap-index":
+            build_sitemap_index(index, uploader, site)
+        elif kind == "sitemap-news":
+            build_news_sitemap(index, uploader, site)
+        elif kind == "sitemap-pages":
+            build_pages_sitemap(index, uploader, site)
+        elif kind == "robots":
+            uploader.put("robots.txt", site_pages.robots(site))
+        elif kind == "lists":
+            publish_lists(rt, uploader)
+        elif kind == "article":
+            articles.append(name)
+    return articles
+
+
+ORDER = ("list", "sitemap", "sitemap-news", "sitemap-pages", "sitemap-index", "robots", "lists", "article")
+
+
+def _build_order(item: tuple[str, int]) -> tuple[int, str]:
+    """Sitemaps after the lists; the sitemap index after the sitemaps it names."""
+    kind = item[0].partition(":")[0]
+    return (ORDER.index(kind) if kind in ORDER else len(ORDER), item[0])
+
+
+def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteContext, name: str, rank: int) -> None:
+    listing = HOME if name == "home" else listing_for(name, index.title(name))
+    total = index.size(listing)
+    page_count = math.ceil(total / PAGE_SIZE)
+    previous = int(rt.redis.hget(PAGE_COUNTS, name) or 0)
+    keys_ = site_pages.listing_keys(listing)
+    if total == 0 and listing is not HOME:
+        for key in keys_.values():
+            uploader.delete(key)
+    else:
+        newest = index.newest(listing, max(PAGE_SIZE, FEED_SIZE))
+        uploader.put(keys_["front"], site_pages.listing_page(site, listing, newest[:PAGE_SIZE], None, page_count))
+        uploader.put(keys_["rss"], site_pages.rss_feed(site, listing, newest[:FEED_SIZE]))
+        uploader.put(keys_["atom"], site_pages.atom_feed(site, listing, newest[:FEED_SIZE]))
+    first = max(1, rank // PAGE_SIZE + 1)
+    for number in range(min(first, max(page_count, 1)), page_count + 1):
+        items = index.archive_page(listing, number)
+        uploader.put(site_pages.archive_key(listing, number),
+                     site_pages.listing_page(site, listing, items, number, page_count))
+    for number in range(page_count + 1, previous + 1):
+        uploader.delete(site_pages.archive_key(listing, number))
+    rt.redis.hset(PAGE_COUNTS, name, page_count)
+
+
+def _month_bounds(month: str) -> tuple[float, float]:
+    year, mon = (int(x) for x in month.split("-"))
+    ny, nm = (year + 1, 1) if mon == 12 else (year, mon + 1)
+    return calendar.timegm((year, mon, 1, 0, 0, 0)), calendar.timegm((ny, nm, 1, 0, 0, 0)) - 0.001
+
+
+def month_sitemap_key(month: str) -> str:
+    return f"sitemaps/articles-{month}.xml"
+
+
+def build_month_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext, month: str) -> None:
+    items = index.published_between(*_month_bounds(month))
+    if not items:
+        uploader.delete(month_sitemap_key(month))
+        return
+    entries = [{"loc": i["url"], "lastmod": i["updated"]} for i in items]
+    uploader.put(month_sitemap_key(month), site_pages.sitemap(entries))
+
+
+def build_news_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext) -> None:
+    now = time.time()
+    items = [i for i in index.published_between(now - NEWS_WINDOW, now + 60)][-1000:]
+    if items:
+        uploader.put("sitemaps/news.xml", site_pages.news_sitemap(site, items))
+    else:
+        uploader.delete("sitemaps/news.xml")
+    index.redis.hset(PAGE_COUNTS, "news-sitemap", len(items))
+
+
+def build_pages_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext) -> None:
+    listings = [HOME, *index.listings("section"), *index.listings("topic")]
+    entries = []
+    for listing in listings:
+        newest = index.newest(listing, 1)
+        lastmod = newest[0]["updated"] if newest else None
+        entries.append({"loc": site_pages.url_of(site, listing.path), "lastmod": lastmod})
+    uploader.put("sitemaps/pages.xml", site_pages.sitemap(entries))
+
+
+def build_sitemap_index(index: SiteIndex, uploader: Uploader, site: SiteContext) -> None:
+    sitemaps = [{"loc": site_pages.file_url(site, "sitemaps/pages.xml"), "lastmod": None}]
+    for month in index.months():
+        newest = index.published_between(*_month_bounds(month), newest_only=True)
+        if newest:
+            loc = site_pages.file_url(site, month_sitemap_key(month))
+            sitemaps.append({"loc": loc, "lastmod": newest[0]["updated"]})
+    if int(index.redis.hget(PAGE_COUNTS, "news-sitemap") or 0):
+        sitemaps.append({"loc": site_pages.file_url(site, "sitemaps/news.xml"), "lastmod": None})
+    uploader.put("sitemap.xml", site_pages.sitemap_index(sitemaps))
+
+
+def publish_lists(rt: Runtime, uploader: Uploader) -> None:
+    """lists/*.json, which article pages read to keep Popular and Editor's choice current."""
+    size = lists.LIST_SIZE + 1  # a page drops its own article
+    uploader.put("lists/editors-choice.json", lists.list_json(lists.editors_choice_cards(rt, k=size)),
+                 cache_control=LIST_CACHE)
+    uploader.put("lists/popular.json", lists.list_json(lists.popular_cards(rt, k=size)), cache_control=LIST_CACHE)
