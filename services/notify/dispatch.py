@@ -3,7 +3,8 @@
 Fan-out only writes delivery records (100,000 in a few seconds); turning each into a
 Celery message costs far more, and queuing 100,000 messages at once would only make a
 long queue. So the dispatcher keeps the notify queue at most MAX_BACKLOG deep: it runs
-right after each fan-out batch and every second from the scheduler, and each released
+right after each fan-out batch, every second from the scheduler, and from delivery tasks
+whenever the queue runs low (so the workers never wait for the scheduler); each released
 delivery is pushed REQUEUE_AFTER seconds ahead in the due set, so a lost message is sent
 again (duplicates are harmless: a delivery is claimed once).
 """
@@ -39,3 +40,10 @@ def dispatch(rt: Runtime, send: Callable[[str], None], budget_seconds: float = 0
         if len(due) < min(room, BATCH):
             break
     return sent
+
+
+def top_up(rt: Runtime, send: Callable[[str], None]) -> int:
+    """Dispatch a little if the queue is running low; cheap enough to call after every delivery."""
+    if rt.redis.llen(QUEUE) >= MAX_BACKLOG // 4:
+        return 0
+    return dispatch(rt, send, budget_seconds=0.2)

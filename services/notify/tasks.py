@@ -51,7 +51,10 @@ def queue_batch(self, event_key: str, subscription_ids: list[str]) -> int:
              retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90, **COMMON)
 def deliver(self, delivery_id: str) -> str:
     """One attempt at one delivery; the outcome is in the delivery record and log."""
-    return deliveries.attempt(runtime_for(self.app.pressroom_settings), delivery_id)
+    rt = runtime_for(self.app.pressroom_settings)
+    outcome = deliveries.attempt(rt, delivery_id)
+    dispatch.top_up(rt, lambda did: _send_delivery(self.app, did))
+    return outcome
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_CONFIRM_EMAIL, autoretry_for=(*TRANSIENT, DeliveryError),

@@ -1,0 +1,283 @@
+"""Notify benchmark: webhook deliveries per second and fan-out time, each against a baseline.
+
+1. Deliveries: 10,000 webhook subscriptions on one topic, all pointing at a local
+   receiver (its own process, 127.0.0.1). One `notify.article_event` task goes to real
+   notify workers (`pressroom worker notify`, prefork) and the scheduler; the clock stops
+   when the receiver has answered every delivery. Baselines in the same run: a bare loop
+   of the same signed POSTs through the same HTTP client (shared.netguard.fetch), first
+   in one thread, then in as many threads as the workers have processes.
+2. Fan-out: 100,000 subscriptions, of which a quarter follow the article's topics and the
+   rest others; the time to match and create every delivery record (the functions the
+   fan-out and batch tasks run, in this process, on a real Redis), against reading every
+   subscription once (what matching without the index would have to do at the least).
+
+Only 127.0.0.1 is used. Run: `.venv/bin/python bench/notify.py` (options: --help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pressroom import processes  # noqa: E402
+from services.notify import matching  # noqa: E402
+from services.notify.transports import webhook  # noqa: E402
+from shared import netguard, tasknames  # noqa: E402
+from shared.celery_app import create_celery  # noqa: E402
+from shared.deliveries import webhook_id  # noqa: E402
+from shared.runtime import Runtime  # noqa: E402
+from shared.settings import Settings, parse_webhook_secret  # noqa: E402
+from shared.subscriptions import ALL_SUBSCRIPTIONS, Subscription, SubscriptionStore, _index, sub_key  # noqa: E402
+
+LOOPBACK = "127.0.0.0/8"
+
+
+def receiver_main(port: int) -> None:
+    """The receiver process: answers 204 to every POST, counts them; GET /count tells the count."""
+    count = 0
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            nonlocal count
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                count += 1
+            self.send_response(204)
+            self.end_headers()
+
+        def do_GET(self):
+            body = str(count).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 256
+    server.serve_forever()
+
+
+def received(url: str) -> int:
+    return int(netguard.fetch(url + "/count", allow_networks=(_loopback(),)).body)
+
+
+def _loopback():
+    import ipaddress
+
+    return ipaddress.ip_network(LOOPBACK)
+
+
+def event(topics: list[str]) -> dict:
+    aid = "a" + uuid.uuid4().hex[:20]
+    return {
+        "type": "article.published", "timestamp": "2026-11-27T10:00:00+00:00", "id": aid, "uri": f"urn:bench:{aid}",
+        "version": 1, "headline": "Israeli Defence Minister visits Georgia and Azerbaijan", "summary": "",
+        "url": f"https://news.example.test/{aid}/", "topics": topics, "language": "en",
+    }
+
+
+def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list[tuple[str, str]]:
+    """Store `count` webhook subscriptions quickly (pipelined); returns (id, secret) pairs."""
+    store = SubscriptionStore(rt.redis)
+    out = []
+    pipe = rt.redis.pipeline(transaction=False)
+    now = time.time()
+    for n in range(count):
+        sid = "s" + uuid.uuid4().hex[:20]
+        secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        sub = Subscription(id=sid, channel="webhook", target=url, topics=topics,
+                           events=["article.published", "article.updated", "article.withdrawn"], status="active",
+                           created_at=now, updated_at=now, secrets=[{"secret": secret, "until": 0}],
+                           unsubscribe_token=f"{sid}.x")
+        pipe.hset(sub_key(sid), mapping=sub.to_hash())
+        pipe.sadd(ALL_SUBSCRIPTIONS, sid)
+        _index(pipe, sub, add=True)
+        out.append((sid, secret))
+        if n % 2000 == 1999:
+            pipe.execute()
+    pipe.execute()
+    assert store.get(out[0][0]).target == url
+    return out
+
+
+def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
+    """The same signed POSTs through the same client, no Pressroom around them; returns seconds."""
+    ev = event(["Defence"])
+    allow = (_loopback(),)
+
+    def post(item):
+        sid, secret = item
+        payload = webhook.body(ev)
+        msg_id = webhook_id("d" + sid)
+        response = netguard.fetch(url, method="POST", body=payload,
+                                  headers=webhook.headers([parse_webhook_secret(secret)], msg_id, payload),
+                                  allow_networks=allow, connect_timeout=5, total_timeout=15, max_bytes=200,
+                                  truncate=True)
+        assert response.status == 204, response.status
+
+    started = time.perf_counter()
+    if threads == 1:
+        for item in keys:
+            post(item)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(post, keys))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--fanout", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes (and baseline threads)")
+    args = parser.parse_args()
+
+    children: list[subprocess.Popen] = []
+    try:
+        redis_port = processes.free_port()
+        children.append(subprocess.Popen(processes.redis_command(redis_port, tempfile.mkdtemp(prefix="bench-redis-")),
+                                         stdout=subprocess.DEVNULL))
+        processes.wait_for_port(redis_port, 15, children[-1])
+        rport = processes.free_port()
+        children.append(subprocess.Popen([sys.executable, __file__, "--receiver", str(rport)]))
+        processes.wait_for_port(rport, 15, children[-1])
+        base = f"http://127.0.0.1:{rport}"
+        hook = base + "/hook"
+        env = {
+            **os.environ, "PRESSROOM_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": LOOPBACK, "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="bench-st-"),
+            "PRESSROOM_SITE_URL": "https://news.example.test",
+        }
+        settings = Settings.from_env(env)
+        rt = Runtime(settings)
+
+        # 1. deliveries
+        n = args.subscriptions
+        keys = bulk_subscribe(rt, hook, n, ["Defence"])
+        print(f"{n} subscriptions stored; receiver at {base}", flush=True)
+        bare_1 = bare_loop(hook, keys, 1)
+        bare_c = bare_loop(hook, keys, args.concurrency)
+        before = received(base)
+        assert before == 2 * n, before
+
+        log = open(ROOT / "bench" / "notify-workers.log", "w")  # noqa: SIM115 - lives as long as the workers
+        me = [sys.executable, "-m", "pressroom.cli"]
+        children.append(subprocess.Popen([*me, "worker", "notify", "--concurrency", str(args.concurrency),
+                                          "--loglevel", "WARNING"], env=env, cwd=ROOT, stdout=log, stderr=log))
+        children.append(subprocess.Popen([*me, "scheduler", "--loglevel", "WARNING"], env=env, cwd=ROOT,
+                                         stdout=log, stderr=log))
+        celery = create_celery(settings)
+        warm = event(["Warm-up"])  # nobody follows it: the workers start and load their code
+        celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
+        _wait(lambda: rt.redis.exists(f"pr:notify:event:{warm['id']}:1:article.published"), 60, "workers to start")
+        time.sleep(2)
+
+        started = time.perf_counter()
+        celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event(["defence", "News"])})
+        _wait(lambda: received(base) - before >= n, 600, "every delivery", interval=0.05)
+        pressroom = time.perf_counter() - started
+        time.sleep(3)
+        extra = received(base) - before - n
+        states = _states(rt)
+
+        # 2. fan-out
+        fan = args.fanout
+        rt.redis.flushdb()
+        followers = fan // 4
+        bulk_subscribe(rt, hook, followers, ["Defence", "Georgia"])
+        bulk_subscribe(rt, hook, fan - followers, ["Sports"])
+        ev = event(["News", "Defence", "Arms trade", "Georgia", "Azerbaijan"])
+        for child in children[2:]:
+            child.terminate()  # no worker may take the deliveries while they are counted
+        for child in children[2:]:
+            child.wait(30)
+        started = time.perf_counter()
+        batches: list = []
+        matched = matching.fan_out(rt, ev, lambda ekey, sids: batches.append((ekey, sids)))
+        match_s = time.perf_counter() - started
+        created = sum(len(matching.create_deliveries(rt, ekey, sids)) for ekey, sids in batches)
+        fan_s = time.perf_counter() - started
+        assert matched == created == followers, (matched, created, followers)
+
+        all_subs = SubscriptionStore(rt.redis).get_many
+        started = time.perf_counter()
+        ids = [m.decode() for m in rt.redis.smembers(ALL_SUBSCRIPTIONS)]
+        seen = 0
+        for i in range(0, len(ids), 1000):
+            seen += len(all_subs(ids[i:i + 1000]))
+        scan_s = time.perf_counter() - started
+        assert seen == fan, seen
+
+        report = {
+            "subscriptions": n, "concurrency": args.concurrency,
+            "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
+            "bare_1_per_s": n / bare_1, "bare_c_per_s": n / bare_c,
+            "extra_requests": extra, "delivery_states": states,
+            "fanout_subscriptions": fan, "fanout_matched": matched, "fanout_match_s": match_s, "fanout_s": fan_s,
+            "scan_all_s": scan_s,
+        }
+        print(json.dumps(report, indent=2))
+        print(f"""
+deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
+  Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
+  bare loop, same signed POSTs, 1 thread         {n / bare_1:8.1f} /s
+  bare loop, {args.concurrency} threads                           {n / bare_c:8.1f} /s
+  ratio Pressroom / bare 1 thread                {bare_1 / pressroom:8.3f}
+  ratio Pressroom / bare {args.concurrency} threads               {bare_c / pressroom:8.3f}
+  requests beyond one per subscription           {extra}
+fan-out, {fan} subscriptions ({matched} follow the article's topics)
+  match (index union)                            {match_s * 1000:8.1f} ms
+  match + create every delivery record           {fan_s:8.2f} s   ({matched / fan_s:,.0f} deliveries/s)
+  baseline: read every subscription once         {scan_s:8.2f} s
+  ratio fan-out / read-all                       {fan_s / scan_s:8.3f}""")
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+
+def _states(rt: Runtime) -> dict:
+    counts: dict[str, int] = {}
+    for key in rt.redis.scan_iter("pr:dlv:*", count=1000):
+        state = rt.redis.hget(key, "state")
+        counts[state.decode()] = counts.get(state.decode(), 0) + 1
+    return counts
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--receiver":
+        receiver_main(int(sys.argv[2]))
+    else:
+        main()
