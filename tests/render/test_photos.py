@@ -131,7 +131,13 @@ def refusal(rt: Runtime, href: str) -> PhotoError:
 
 
 def variant(settings, **changes) -> Runtime:
-    return Runtime(dataclasses.replace(settings, **changes))
+    """The test stack's settings with any public photo host allowed, unless `changes` say otherwise."""
+    return Runtime(dataclasses.replace(settings, **{"photo_hosts": ("*",), **changes}))
+
+
+@pytest.fixture(scope="module")
+def rt(settings) -> Runtime:
+    return variant(settings)
 
 
 def stored(rt: Runtime, key: str) -> tuple[dict, Image.Image, bytes]:
@@ -185,6 +191,15 @@ def test_exif_orientation_is_applied_and_no_metadata_survives(rt, server):
     _obj, small, _raw = stored(rt, photo.jpeg[0].key)
     rgb = small.convert("RGB")
     assert near(rgb.getpixel((310, 10)), RED) and near(rgb.getpixel((10, 10)), BLUE)
+
+
+def test_a_rotated_jpeg_decoded_at_reduced_scale_reports_its_upright_size():
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    body = encode(Image.new("RGB", (3842, 3841), BLUE), "JPEG", exif=exif)  # drafted to 1921x1921
+    pixels, size = imaging.decode(body, 40_000_000)
+    assert pixels.size == (1921, 1921)
+    assert size == (3841, 3842)
 
 
 def test_png_alpha_is_flattened_on_white_for_jpeg_and_kept_in_webp(rt, server):

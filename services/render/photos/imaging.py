@@ -9,12 +9,11 @@ the header before any pixel is decoded, and every output is encoded from bare pi
 
 from __future__ import annotations
 
-import contextlib
 import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from services.render.photos.model import PhotoError
 
@@ -90,11 +89,13 @@ def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
         except Exception as exc:
             raise PhotoError(f"photo refused: damaged or truncated {img.format} image ({exc})") from None
     loaded = img.size
-    with contextlib.suppress(Exception):  # a mangled EXIF block should cost us the rotation, not the photo
+    try:
+        # From the tag, not from the new size: a drafted near-square JPEG can come out square.
+        turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
         ImageOps.exif_transpose(img, in_place=True)
-    if img.size != loaded:
-        width, height = height, width
-    return img, (width, height)
+    except Exception:  # a mangled EXIF block should cost us the rotation, not the photo
+        turned = img.size != loaded
+    return img, ((height, width) if turned else (width, height))
 
 
 def to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
