@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import redis
 
 LIST_SIZE = 10  # what "an article's top related list" means for fan-out
+TIE_DIGITS = 2
+WIDEN = 4  # candidates asked for the second time, as a multiple of Tuning.candidates
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,12 @@ class RelatedIndex:
         if k <= 0:
             return []
         own, candidates = self._candidates(article_id)
-        return [c.id for c in self._pick(own, candidates, k)]
+        picked = self._pick(own, candidates, k)
+        if len(picked) < k and len(candidates) >= self.tuning.candidates:
+            # a cluster of near-duplicates filled the candidates; look once further down
+            own, candidates = self._candidates(article_id, self.tuning.candidates * WIDEN)
+            picked = self._pick(own, candidates, k)
+        return [c.id for c in picked]
 
     def affected_by(self, article_id: str, fanout: int, list_size: int = LIST_SIZE) -> list[str]:
         """Which of this article's closest neighbours now list it among their top `list_size`.
@@ -173,20 +180,27 @@ class RelatedIndex:
         )
         return bool(removed)
 
-    def _query_args(self, article_id: str) -> list:
+    def _query_args(self, article_id: str, limit: int | None = None) -> list:
         t = self.tuning
         return [
             self.keys.prefix, article_id, t.query_terms, t.posting_reads, t.feedback_docs,
-            t.expansion_terms, t.feedback_mix, t.candidates,
+            t.expansion_terms, t.feedback_mix, limit or t.candidates,
         ]
 
-    def _candidates(self, article_id: str) -> tuple[frozenset[int], list[Candidate]]:
-        return _parse(self._query(keys=[self.keys.ids], args=self._query_args(article_id)))
+    def _candidates(self, article_id: str, limit: int | None = None) -> tuple[frozenset[int], list[Candidate]]:
+        return _parse(self._query(keys=[self.keys.ids], args=self._query_args(article_id, limit)))
 
     def _pick(self, own: frozenset[int], candidates: list[Candidate], k: int) -> list[Candidate]:
-        """Best first, newest first among equal scores, skipping near-duplicates."""
+        """Best first, newest first among equal scores, skipping near-duplicates.
+
+        Scores within about 1% of each other (equal to `TIE_DIGITS` decimals as a share of
+        the best) count as equal: differences that small come from when articles were
+        indexed (length normalisation and feedback weights use the corpus statistics of
+        that moment), not from what they say.
+        """
         threshold = self.tuning.duplicate_threshold
-        ordered = sorted(candidates, key=lambda c: (-round(c.score, 9), -c.published_at, c.id))
+        top = max((c.score for c in candidates), default=0.0) or 1.0
+        ordered = sorted(candidates, key=lambda c: (-round(c.score / top, TIE_DIGITS), -c.published_at, c.id))
         picked: list[Candidate] = []
         for candidate in ordered:
             if len(picked) >= k:

@@ -1,0 +1,64 @@
+"""Cutting the engine's view from a NINJS article, and the text analysis behind it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from services.render.related import related_doc_from_article
+from services.render.related.document import html_to_text
+from services.render.related.minhash import similarity, sketch
+from services.render.related.tokenize import language_key, terms, words
+from shared.ninjs import load_article
+from tests.conftest import sample
+
+
+def test_article_becomes_plain_text_with_topic_names():
+    article = load_article(sample("seed-article"))
+    doc = related_doc_from_article(article)
+    assert doc.id == article.id
+    assert doc.language == "en"
+    assert doc.title == article.headline
+    assert "<" not in doc.body and ">" not in doc.body
+    assert doc.body.startswith(article.summary)
+    assert "Avigdor Liberman" in doc.entities and "Azerbaijan" in doc.entities
+    assert "News" not in doc.entities  # scheme 'section' says where it is filed, not what it is about
+    assert doc.published_at == datetime(2018, 9, 13, 14, 0, tzinfo=UTC).timestamp()
+
+
+def test_collection_topics_and_missing_dates():
+    article = load_article({
+        "uri": "urn:test:related-doc", "version": "1", "headline": "Harbour strike", "language": "nl-BE",
+        "body_html": "<p>Dockers&nbsp;strike.</p><script>track()</script><p>Ships wait.</p>",
+        "subject": [{"name": "Editor's choice", "scheme": "collection"}, {"name": "Labour"}],
+    })
+    doc = related_doc_from_article(article)
+    assert doc.entities == ("Labour",)
+    assert doc.published_at == 0.0
+    assert doc.language == "nl-BE"
+    assert "track" not in doc.body
+    assert words(doc.body) == ["dockers", "strike", "ships", "wait"]
+
+
+def test_html_blocks_never_fuse_words():
+    assert words(html_to_text("<p>one</p><p>two</p><ul><li>three</li><li>four</li></ul>")) == [
+        "one", "two", "three", "four"
+    ]
+    assert html_to_text("") == ""
+
+
+def test_terms_drop_stop_words_numbers_and_datelines_and_fold_plurals():
+    text = "LONDON (Reuters) - The banks said on Monday that 2004 profits rose at both companies' branches."
+    assert terms(text, "en") == ["bank", "profit", "rose", "company", "branch"]
+    assert terms("Les banques", "fr") == ["les", "banques"]  # no English rules for other languages
+    assert language_key("en-GB") == "en" and language_key("") == "en"
+
+
+def test_sketches_tell_the_same_story_from_another_story():
+    story = words("The central bank raised its benchmark interest rate by a quarter point to fight inflation "
+                  "and signalled that further increases were likely this year")
+    refiled = ["update", *story[:-2], "next", "year"]
+    other = words("The central bank held its benchmark interest rate as inflation eased and growth slowed "
+                  "sharply in the third quarter of the year")
+    assert similarity(sketch(story), sketch(refiled)) >= 0.5
+    assert similarity(sketch(story), sketch(other)) < 0.2
+    assert similarity(sketch([]), sketch(story)) == 0.0
