@@ -202,6 +202,15 @@ def test_a_rotated_jpeg_decoded_at_reduced_scale_reports_its_upright_size():
     assert size == (3841, 3842)
 
 
+def test_a_broken_colour_profile_costs_the_profile_not_the_photo():
+    body = encode(Image.new("RGB", (400, 300), GREEN), "JPEG", icc_profile=b"not an ICC profile at all")
+    assert Image.open(io.BytesIO(body)).info["icc_profile"] == b"not an ICC profile at all"
+    rendered = imaging.render(body, 40_000_000)
+    for out in rendered.outputs:
+        decoded = Image.open(io.BytesIO(out.body))
+        assert "icc_profile" not in decoded.info and near(decoded.convert("RGB").getpixel((5, 5)), GREEN)
+
+
 def test_png_alpha_is_flattened_on_white_for_jpeg_and_kept_in_webp(rt, server):
     img = unique((700, 500), "RGBA", GREEN)
     img.paste((0, 0, 0, 0), (0, 0, 350, 500))  # left half fully transparent (and black underneath)
