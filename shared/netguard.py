@@ -206,7 +206,12 @@ class _DeadlineReader(io.RawIOBase):
 
 
 class _DeadlineSocket:
-    """What HTTPResponse needs of a socket (makefile, close), reading under a deadline."""
+    """What HTTPResponse needs of a socket (makefile, close), reading under a deadline.
+
+    close() does nothing: http.client closes the connection's socket as soon as it knows
+    the server will close (HTTP/1.0, `Connection: close`) while the body is still to be
+    read; the real socket is closed by `_exchange` when it is done.
+    """
 
     def __init__(self, sock: socket.socket, deadline: float, total: float) -> None:
         self._sock, self._deadline, self._total = sock, deadline, total
@@ -215,7 +220,7 @@ class _DeadlineSocket:
         return io.BufferedReader(_DeadlineReader(self._sock, self._deadline, self._total))
 
     def close(self) -> None:
-        self._sock.close()
+        pass
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -384,3 +389,5 @@ def _exchange(
         raise DeadlineExceeded(total_timeout) from None
     except (http.client.HTTPException, OSError) as exc:
         raise FetchError(f"{type(exc).__name__} talking to {conn.host}: {exc}", transient=True) from None
+    finally:
+        sock.close()

@@ -207,6 +207,35 @@ def test_fetch_connects_to_the_checked_address_and_keeps_the_hostname(server, mo
     assert Handler.seen[-1][2] == f"pinned.example:{port}"
 
 
+class ClosingHandler(BaseHTTPRequestHandler):
+    """HTTP/1.0 (the default): the server closes the connection after each answer."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = b"x" * 70_000 if self.path == "/long" else b"bye"
+        self.send_response(200)
+        if self.path != "/no-length":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_servers_that_close_the_connection_are_read_to_the_end():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ClosingHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert netguard.fetch(base + "/", allow_networks=LOOPBACK).body == b"bye"
+        assert netguard.fetch(base + "/no-length", allow_networks=LOOPBACK).body == b"bye"
+        assert len(netguard.fetch(base + "/long", allow_networks=LOOPBACK).body) == 70_000
+        assert len(netguard.fetch(base + "/long", allow_networks=LOOPBACK, max_bytes=200, truncate=True).body) == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_redirects_are_not_followed_by_default(server):
     response = netguard.fetch(server + "/redirect", allow_networks=LOOPBACK)
     assert response.status == 302 and response.headers["location"] == "/ok"
