@@ -100,3 +100,8 @@ def pageview_limit(client: str, window: int) -> str:
 def rebuild_progress(run: str) -> str:
     """Hash of outcome -> count for one `pressroom rebuild` run."""
     return f"{PREFIX}:rebuild:{run}"
+
+
+def photo_refused(href: str) -> str:
+    """Why a photo href was refused lately, so re-renders do not fetch it again and again."""
+    return f"{PREFIX}:photo:refused:{hashlib.sha256(href.encode('utf-8')).hexdigest()[:32]}"

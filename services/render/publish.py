@@ -29,6 +29,8 @@ from shared.runtime import Runtime
 log = logging.getLogger("pressroom.render")
 
 FANOUT = 10
+REFUSAL_TTL = 3600  # a refused photo is not fetched again for this long
+REFUSAL_TTL_TRANSIENT = 300
 
 
 class Effects(Protocol):
@@ -141,12 +143,17 @@ def _photo(rt: Runtime, article: Article) -> ProcessedPhoto | None:
     """The processed featured photo, or None: a bad photo never blocks the article."""
     if not article.photo:
         return None
-    try:
-        return process_photo(rt, article.photo)
-    except PhotoError as exc:
-        rt.articles.log(article.id, "photo skipped", article.version, reason=str(exc)[:300])
-        log.warning("article %s published without its photo: %s", article.id, exc)
-        return None
+    refused = keys.photo_refused(article.photo.href)
+    reason = rt.redis.get(refused)
+    if reason is None:
+        try:
+            return process_photo(rt, article.photo)
+        except PhotoError as exc:
+            reason = str(exc)[:300].encode()
+            rt.redis.set(refused, reason, ex=REFUSAL_TTL_TRANSIENT if exc.transient else REFUSAL_TTL)
+    rt.articles.log(article.id, "photo skipped", article.version, reason=reason.decode())
+    log.warning("article %s published without its photo: %s", article.id, reason.decode())
+    return None
 
 
 def thumbnail(photo: ProcessedPhoto | None) -> dict | None:

@@ -107,3 +107,17 @@ def test_unchanged_bytes_are_not_uploaded_again(rt):
     assert Uploader(rt).put("test/unchanged.json", body)
     assert not Uploader(rt).put("test/unchanged.json", body)
     assert rt.site.get("test/unchanged.json").content_type == "application/json"
+
+
+def test_a_refused_photo_does_not_block_the_article_and_is_not_fetched_again(rt):
+    effects = Recorder()
+    article = accept(rt, unique_article())
+    assert publish.reconcile(rt, article.id, 1, effects).action == "published"
+    state = rt.articles.get(article.id)
+    [skipped] = [e for e in state["timeline"] if e["event"] == "photo skipped"]
+    assert "photos.example.org" in skipped["reason"]
+    assert rt.redis.ttl(keys.photo_refused(article.photo.href)) > 0
+    rt.redis.set(keys.photo_refused(article.photo.href), b"remembered refusal")
+    publish.reconcile(rt, article.id, 1, effects, force=True)
+    assert rt.articles.get(article.id)["timeline"][-2]["reason"] == "remembered refusal"
+    assert "<figure" not in rt.site.get(state["key"]).body.decode()
