@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.keys import PREFIX
+from shared.subscriptions import sub_key as subscription_key
 
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
 LOG_LENGTH = 1000
@@ -44,6 +45,11 @@ def event_key(aid: str, version: int, event: str) -> str:
 
 def log_key(sid: str) -> str:
     return f"{PREFIX}:dlvlog:{sid}"
+
+
+def busy_key(sid: str) -> str:
+    """Held while a delivery to the subscriber is in flight: one at a time per subscriber."""
+    return f"{PREFIX}:notify:busy:{sid}"
 
 
 def delivery_id(aid: str, version: int, event: str, sid: str) -> str:
@@ -77,7 +83,7 @@ end
 return out
 """
 
-# KEYS: record, due   ARGV: now, lease_until, token, id
+# KEYS: record, due, busy, subscription, event   ARGV: now, lease_until, token, id, busy_ms
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then redis.call('ZREM', KEYS[2], ARGV[4]) return {'missing', 0} end
@@ -93,14 +99,23 @@ else
   local due = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
   if due > now then redis.call('ZADD', KEYS[2], due, ARGV[4]) return {'early', 0} end
 end
+if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[5]) then
+  redis.call('ZADD', KEYS[2], now + 1, ARGV[4])
+  return {'deferred', 0}
+end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'delivering', 'lease_until', ARGV[2], 'token', ARGV[3], 'updated_at', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-return {'claimed', attempts}
+return {'claimed', attempts, redis.call('HGETALL', KEYS[4]), redis.call('GET', KEYS[5]) or ''}
 """
 
-# KEYS: record, due   ARGV: token, state, next_at, now, last_status, last_error, id, ttl
+# KEYS: record, due, busy, log   ARGV: token, state, next_at, now, last_status, last_error, id, ttl, entry, log_len
 _FINISH = """
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if ARGV[9] ~= '' then
+  redis.call('LPUSH', KEYS[4], ARGV[9])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
+end
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'token', '', 'lease_until', '0', 'updated_at', ARGV[4],
   'last_status', ARGV[5], 'last_error', ARGV[6])
@@ -135,9 +150,14 @@ return ids
 
 @dataclass(frozen=True)
 class Claim:
-    outcome: str  # claimed | busy | early | missing | delivered | failed | cancelled
+    """One attempt's hold on a delivery; when claimed, it carries what the attempt needs."""
+
+    outcome: str  # claimed | busy | early | deferred | missing | delivered | failed | cancelled
     attempt: int
     token: str
+    sid: str = ""
+    subscription: dict | None = None  # the subscription's hash (None if it is gone)
+    event: dict | None = None  # the stored event (None if it expired)
 
 
 class DeliveryStore:
@@ -182,26 +202,46 @@ class DeliveryStore:
         raw = self.redis.hgetall(delivery_key(did))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
-    def claim(self, did: str, lease_seconds: float, now: float | None = None) -> Claim:
-        """Take the delivery for one attempt if it is due and nobody holds a live lease."""
+    def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
+        """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
+        other delivery to the same subscriber is in flight ('deferred' a second then).
+
+        One round trip (given the record): a claimed Claim carries the subscription and event.
+        """
         now = time.time() if now is None else now
+        record = record if record is not None else self.get(did)
+        if record is None:
+            return Claim("missing", 0, "")
         token = secrets.token_hex(8)
-        outcome, attempt = self._claim(keys=[delivery_key(did), DUE], args=[now, now + lease_seconds, token, did])
-        return Claim(_s(outcome), int(attempt), token)
+        sid = record["sub"]
+        reply = self._claim(
+            keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"]],
+            args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000)],
+        )
+        outcome, attempt = _s(reply[0]), int(reply[1])
+        if outcome != "claimed":
+            return Claim(outcome, attempt, token, sid)
+        flat = reply[2]
+        sub = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)} if flat else None
+        event = json.loads(reply[3]) if reply[3] else None
+        return Claim(outcome, attempt, token, sid, sub, event)
 
     def finish(
         self, did: str, claim: Claim, state: str, *, next_at: float = 0.0, http_status: int | None = None,
-        error: str = "", now: float | None = None,
+        error: str = "", log_entry: dict | None = None, now: float | None = None,
     ) -> bool:
-        """Record an attempt's end: `pending` (retry at next_at) or a terminal state.
+        """Record an attempt's end, `pending` (retry at next_at) or a terminal state, append
+        `log_entry` to the subscriber's log and free the subscriber for its next delivery.
 
-        Returns False when the lease was lost (another run took over): nothing changes then.
+        Returns False when the lease was lost (another run took over): the state is not changed then.
         """
         now = time.time() if now is None else now
+        entry = json.dumps(log_entry, separators=(",", ":")) if log_entry else ""
         return bool(
             self._finish(
-                keys=[delivery_key(did), DUE],
-                args=[claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL],
+                keys=[delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid)],
+                args=[claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry,
+                      LOG_LENGTH],
             )
         )
 

@@ -2,8 +2,10 @@
 
 Every attempt is recorded in the delivery's state (shared.deliveries) before and after it
 runs and appended to the subscription's log. At most one attempt per subscription is in
-flight (a short Redis lock): a slow endpoint ties up one worker slot, never the pool,
-and its other deliveries wait their turn in the due set instead of in a worker.
+flight (the claim takes a short per-subscriber lock): a slow endpoint ties up one worker
+slot, never the pool, and its other deliveries wait their turn in the due set instead of
+in a worker. Three Redis round trips per attempt: read the record, claim (which returns
+the subscription and event), finish (which also logs and frees the subscriber).
 """
 
 from __future__ import annotations
@@ -12,24 +14,16 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from redis.exceptions import LockError
-
 from services.notify import retries
 from services.notify.transports import DeliveryError, Result, email, webhook
 from shared.deliveries import TERMINAL, Claim, DeliveryStore, webhook_id
-from shared.keys import PREFIX
 from shared.runtime import Runtime
 from shared.settings import Settings
-from shared.subscriptions import NotFound, Subscription, SubscriptionStore
+from shared.subscriptions import Subscription, SubscriptionStore
 
 log = logging.getLogger("pressroom.notify")
 
 LEASE_SECONDS = 60  # longer than any transport's own timeout
-BUSY_DEFER_SECONDS = 1.0
-
-
-def busy_key(sid: str) -> str:
-    return f"{PREFIX}:notify:busy:{sid}"
 
 
 def send(settings: Settings, sub: Subscription, event: dict, did: str) -> Result:
@@ -51,49 +45,30 @@ def attempt(rt: Runtime, did: str) -> str:
         return "missing"
     if record["state"] in TERMINAL:
         return record["state"]
-    lock = rt.redis.lock(busy_key(record["sub"]), timeout=LEASE_SECONDS, blocking=False)
-    if not lock.acquire(blocking=False):
-        store.defer(did, time.time() + BUSY_DEFER_SECONDS)
-        return "deferred"
-    try:
-        claim = store.claim(did, LEASE_SECONDS)
-        if claim.outcome != "claimed":
-            return claim.outcome
-        return _attempt_claimed(rt, store, record, claim)
-    finally:
-        try:
-            lock.release()
-        except LockError:
-            log.warning("busy lock of %s lapsed during delivery %s", record["sub"], did)
-
-
-def _attempt_claimed(rt: Runtime, store: DeliveryStore, record: dict, claim: Claim) -> str:
-    did, sid = record["id"], record["sub"]
+    claim = store.claim(did, LEASE_SECONDS, record)
+    if claim.outcome != "claimed":
+        return claim.outcome
     entry = {"delivery_id": did, "event": record["type"], "article_id": record["article"],
              "version": int(record["version"]), "attempt": claim.attempt}
-    try:
-        sub = SubscriptionStore(rt.redis).get(sid)
-    except NotFound:
-        store.finish(did, claim, "cancelled", error="subscription deleted")
+    sub = Subscription.from_hash(claim.subscription) if claim.subscription else None
+    if sub is None or sub.status != "active":
+        reason = f"subscription {sub.status}" if sub else "subscription deleted"
+        logged = _entry(entry, "cancelled", error=reason) if sub else None  # a deleted one has no log
+        store.finish(did, claim, "cancelled", error=reason, log_entry=logged)
         return "cancelled"
-    if sub.status != "active":
-        store.finish(did, claim, "cancelled", error=f"subscription {sub.status}")
-        _log(store, sid, entry, "cancelled", error=f"subscription is {sub.status}")
-        return "cancelled"
-    event = store.load_event(record["event_key"])
-    if event is None:
-        store.finish(did, claim, "failed", error="event expired before delivery")
-        _log(store, sid, entry, "failed", error="event expired before delivery")
+    if claim.event is None:
+        reason = "event expired before delivery"
+        store.finish(did, claim, "failed", error=reason, log_entry=_entry(entry, "failed", error=reason))
         return "failed"
     try:
-        result = send(rt.settings, sub, event, did)
+        result = send(rt.settings, sub, claim.event, did)
     except DeliveryError as exc:
         return _failed(rt, store, sub, did, claim, entry, exc)
-    store.finish(did, claim, "delivered", http_status=result.status)
+    store.finish(did, claim, "delivered", http_status=result.status,
+                 log_entry=_entry(entry, "delivered", result.status, result.latency_ms, result.answer))
     if sub.failing_since:
-        SubscriptionStore(rt.redis).record_success(sid)
-    _log(store, sid, entry, "delivered", result.status, result.latency_ms, result.answer)
-    log.info("delivered %s to %s (attempt %d, %s)", did, sid, claim.attempt, result.status)
+        SubscriptionStore(rt.redis).record_success(sub.id)
+    log.info("delivered %s to %s (attempt %d, %s)", did, sub.id, claim.attempt, result.status)
     return "delivered"
 
 
@@ -113,24 +88,25 @@ def _failed(
     if next_at is None:
         if not exc.permanent:
             error = f"gave up after {claim.attempt} attempts: {error}"
-        store.finish(did, claim, "failed", http_status=exc.status, error=error, now=now)
-        _log(store, sub.id, entry, "failed", exc.status, exc.latency_ms, exc.answer, error)
+        store.finish(did, claim, "failed", http_status=exc.status, error=error, now=now,
+                     log_entry=_entry(entry, "failed", exc.status, exc.latency_ms, exc.answer, error))
         log.warning("delivery %s to %s failed: %s", did, sub.id, error)
         return "failed"
-    store.finish(did, claim, "pending", next_at=next_at, http_status=exc.status, error=error, now=now)
-    _log(store, sub.id, entry, "retrying", exc.status, exc.latency_ms, exc.answer, error, next_at)
+    store.finish(did, claim, "pending", next_at=next_at, http_status=exc.status, error=error, now=now,
+                 log_entry=_entry(entry, "retrying", exc.status, exc.latency_ms, exc.answer, error, next_at))
     log.info("delivery %s to %s attempt %d failed (%s); next at %s", did, sub.id, claim.attempt, error, _iso(next_at))
     return "retrying"
 
 
-def _log(
-    store: DeliveryStore, sid: str, entry: dict, status: str, http_status: int | None = None, latency_ms: int = 0,
-    answer: str = "", error: str = "", next_at: float | None = None,
-) -> None:
-    store.log(sid, {
+def _entry(
+    entry: dict, status: str, http_status: int | None = None, latency_ms: int = 0, answer: str = "",
+    error: str = "", next_at: float | None = None,
+) -> dict:
+    """One line of the subscriber's delivery log (never a secret: the URL and headers stay out)."""
+    return {
         **entry, "at": _iso(time.time()), "status": status, "http_status": http_status, "latency_ms": latency_ms,
         "response": answer[:200], "error": error[:300], "next_attempt_at": _iso(next_at) if next_at else None,
-    })
+    }
 
 
 def _iso(ts: float) -> str:

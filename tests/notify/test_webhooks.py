@@ -12,7 +12,7 @@ import pytest
 
 from services.notify import deliveries
 from services.notify.transports import webhook
-from shared.deliveries import DUE, DeliveryStore, webhook_id
+from shared.deliveries import DUE, DeliveryStore, busy_key, webhook_id
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionStore
 from tests.notify.helpers import article_event, deliver, log, queue, record, subscribe
@@ -180,7 +180,7 @@ def test_one_delivery_in_flight_per_subscription(notify_rt, webhook_receivers):
     receiver = webhook_receivers()
     sub, _ = subscribe(notify_rt, receiver.url)
     (did,) = queue(notify_rt, article_event())
-    lock = notify_rt.redis.lock(deliveries.busy_key(sub.id), timeout=5)
+    lock = notify_rt.redis.lock(busy_key(sub.id), timeout=5)
     assert lock.acquire(blocking=False)
     try:
         assert deliveries.attempt(notify_rt, did) == "deferred"
