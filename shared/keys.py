@@ -18,6 +18,7 @@ ARTICLE_ID = re.compile(r"^a[0-9a-f]{20}$")
 
 
 def slugify(text: str, max_length: int = 80) -> str:
+    text = re.sub(r"['\u2019]", "", text).replace("ß", "ss")  # "Editor's choice" -> editors-choice
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_length].rstrip("-") or "article"
