@@ -1,0 +1,52 @@
+"""Uploads: content types, unchanged bytes skipped, CDN invalidation (moto's CloudFront over HTTP)."""
+
+import uuid
+from dataclasses import replace
+
+import boto3
+
+from services.render.upload import Uploader, cdn_paths, content_type_for
+from shared.runtime import Runtime
+
+
+def test_content_types_by_name():
+    assert content_type_for("a/b/index.html") == "text/html; charset=utf-8"
+    assert content_type_for("topic/x/feed.xml") == "application/rss+xml; charset=utf-8"
+    assert content_type_for("atom.xml") == "application/atom+xml; charset=utf-8"
+    assert content_type_for("sitemap.xml") == "application/xml; charset=utf-8"
+    assert content_type_for("robots.txt") == "text/plain; charset=utf-8"
+    assert content_type_for("lists/popular.json") == "application/json"
+
+
+def test_cdn_paths_cover_the_clean_url():
+    assert cdn_paths(["2018/09/13/x/index.html", "feed.xml"]) == ["/2018/09/13/x/", "/2018/09/13/x/index.html",
+                                                                   "/feed.xml"]
+
+
+def distribution(endpoint: str) -> str:
+    client = boto3.client("cloudfront", endpoint_url=endpoint)
+    origin = {"Id": "site", "DomainName": "site.s3.amazonaws.com", "S3OriginConfig": {"OriginAccessIdentity": ""}}
+    config = {
+        "CallerReference": uuid.uuid4().hex, "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [origin]},
+        "DefaultCacheBehavior": {"TargetOriginId": "site", "ViewerProtocolPolicy": "allow-all", "MinTTL": 0,
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}}},
+    }
+    return client.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+
+
+def test_changed_paths_are_invalidated_once_per_batch(settings, s3_server):
+    dist = distribution(s3_server.url)
+    rt = Runtime(replace(settings, cloudfront_distribution_id=dist, cloudfront_endpoint_url=s3_server.url))
+    uploader = Uploader(rt)
+    key = f"cdn-test/{uuid.uuid4().hex}/index.html"
+    assert uploader.put(key, "<p>one</p>")
+    assert not uploader.put(key, "<p>one</p>")
+    assert uploader.flush() == [key]
+    client = boto3.client("cloudfront", endpoint_url=s3_server.url)
+    invalidations = client.list_invalidations(DistributionId=dist)["InvalidationList"]["Items"]
+    assert len(invalidations) == 1
+    batch = client.get_invalidation(DistributionId=dist, Id=invalidations[0]["Id"])["Invalidation"]
+    paths = batch["InvalidationBatch"]["Paths"]["Items"]
+    assert sorted(paths) == sorted(["/" + key, "/" + key.removesuffix("index.html")])
+    assert uploader.flush() == []
