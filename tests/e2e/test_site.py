@@ -43,9 +43,10 @@ def topic_doc(topic: str, headline: str, **extra) -> dict:
 def wait_page(rt, key, predicate, message):
     def check():
         try:
-            return predicate(get(rt, key))
+            body = get(rt, key)
         except FileNotFoundError:
             return False
+        return body if predicate(body) else False
 
     return wait_for(check, timeout=60, message=message)
 
@@ -102,3 +103,8 @@ def test_a_burst_renders_the_home_page_far_fewer_times_than_articles(api, worker
     wait_page(rt, "index.html", lambda html: all(u in html for u in urls), "all 20 on the home page")
     uploads = int(rt.redis.hget(UPLOADS, "index.html")) - before
     assert 1 <= uploads < len(aids)
+    archive = wait_page(rt, "topic/burst/page/1/index.html", lambda html: all(u in html for u in urls), "archive")
+    assert len(lxml.html.fromstring(archive).findall(".//ol[@class='cards']/li")) == 20
+    news = wait_page(rt, "sitemaps/news.xml", lambda xml: all(u in xml for u in urls), "the news sitemap")
+    schema("news-urlset.xsd").assertValid(etree.fromstring(news.encode()))
+    assert "sitemaps/news.xml" in get(rt, "sitemap.xml")
