@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.render.related.cli import add_commands as add_related_commands
 
     add_related_commands(sub)
+    from services.notify.cli import add_commands as add_notify_commands
+
+    add_notify_commands(sub)
     return parser
 
 
