@@ -44,7 +44,7 @@ end
 return {'accepted', ARGV[1], status}
 """
 
-# KEYS: state, timeline, outbox
+# KEYS: state, timeline, outbox, embargoes
 # ARGV: now, event_json, aid
 _WITHDRAW = """
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -56,6 +56,7 @@ redis.call('HSET', KEYS[1], 'withdraw', '1', 'status', 'queued', 'updated_at', A
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -200, -1)
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3] .. ':' .. version)
+redis.call('ZREM', KEYS[4], ARGV[3])
 return {'accepted', version, 'queued'}
 """
 
@@ -118,7 +119,7 @@ class ArticleState:
     def request_withdraw(self, aid: str, now: float | None = None) -> Decision:
         now = time.time() if now is None else now
         outcome, version, status = self._withdraw(
-            keys=[keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX],
+            keys=[keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX, keys.EMBARGOES],
             args=[now, _event("withdraw requested", source="api"), aid],
         )
         return Decision(_s(outcome), int(_s(version)) if _s(version) else None, _s(status))

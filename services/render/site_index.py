@@ -113,6 +113,8 @@ class SiteIndex:
         old = {_s(m) for m in self.redis.smembers(MEMBERSHIP + aid)}
         previous = self.redis.hget(CARDS, aid)
         names = {lst.name for lst in listings}
+        if previous is not None and old == names and json.loads(previous) == entry:
+            return  # a forced re-render of an unchanged article changes no list
         for name in old - names:
             self._remove_from(aid, name)
         for listing in listings:

@@ -193,3 +193,12 @@ def test_delete_of_unknown_article_is_404(client):
     answer = client.delete("/v1/articles/a" + "1" * 20, headers=auth_headers())
     assert answer.status_code == 404
     assert "No article" in answer.get_json()["message"]
+
+
+def test_withdrawing_an_embargoed_article_cancels_the_embargo(client, rt):
+    doc = unique_article(embargoed="2099-01-01T00:00:00+00:00")
+    aid = post(client, doc).get_json()["id"]
+    assert rt.redis.zscore(keys.EMBARGOES, aid) is not None
+    assert client.delete(f"/v1/articles/{aid}", headers=auth_headers()).status_code == 202
+    assert rt.redis.zscore(keys.EMBARGOES, aid) is None
+    assert rt.articles.get(aid)["withdraw"] == "1"

@@ -121,3 +121,14 @@ def test_a_refused_photo_does_not_block_the_article_and_is_not_fetched_again(rt)
     publish.reconcile(rt, article.id, 1, effects, force=True)
     assert rt.articles.get(article.id)["timeline"][-2]["reason"] == "remembered refusal"
     assert "<figure" not in rt.site.get(state["key"]).body.decode()
+
+
+def test_a_forced_rerender_of_an_unchanged_article_marks_no_list(rt):
+    from services.render.site_index import SiteIndex
+
+    article = accept(rt, unique_article())
+    publish.reconcile(rt, article.id, 1, Recorder())
+    index = SiteIndex(rt.redis)
+    assert "list:home" in index.take_dirty()
+    publish.reconcile(rt, article.id, 1, Recorder(), force=True)
+    assert not [m for m in index.take_dirty() if m.startswith("list:")]
