@@ -46,6 +46,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     argv = [
         "gunicorn", "--workers", str(settings.ingest_workers), "--worker-class", "gthread",
         "--threads", "4", "--bind", f"{host}:{settings.port}", "--graceful-timeout", "20",
+        "--config", "python:services.ingest.gunicorn_conf",
     ]
     if args.access_log:
         argv += ["--access-logfile", "-"]
