@@ -1,10 +1,10 @@
 """The related-articles index: incremental, in Redis, with bounded work per article.
 
-Indexing an article is two round trips whatever the corpus size: read the corpus
-statistics for its terms, then one script that writes its record, document frequencies
-and postings. A query is one script that reads a bounded number of entries from a bounded
-number of posting lists (`Tuning.query_terms` x `Tuning.posting_reads`, twice with
-feedback), so both stay flat as the index grows. Every worker shares the index, and it
+Indexing a new article is one script call whatever the corpus size: it counts the
+article's words into the document frequencies and writes its record and at most
+`Tuning.posted_terms` postings into capped lists. A query is one script call that reads
+at most `Tuning.posting_reads` + `Tuning.expansion_reads` posting entries (plus a small
+per-term floor), so both stay flat as the index grows. Every worker shares the index, and it
 survives worker restarts because it is nothing but Redis keys.
 
 Callers index only published articles and `remove` withdrawn ones; the render worker holds
@@ -13,7 +13,6 @@ the article's lock around both, so one article is never indexed twice at the sam
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -69,10 +68,7 @@ class RelatedIndex:
         """Take an article out of every list (withdrawal); a no-op for an unknown article."""
         for _ in range(3):
             number = self.redis.hget(self.keys.ids, article_id)
-            if number is None:
-                return
-            record = self.redis.hmget(self.keys.doc(_s(number)), ["lang", "dl", "v", "u"])
-            if self._remove_record(article_id, _s(number), record):
+            if number is None or self._remove_number(article_id, _s(number)):
                 return
         raise RuntimeError(f"related index: {article_id} kept changing under concurrent indexing")
 
@@ -100,7 +96,7 @@ class RelatedIndex:
         pipelined into one round trip.
         """
         own, candidates = self._candidates(article_id)
-        neighbours = [c.id for c in self._pick(own, candidates, fanout)]
+        neighbours = [c.id for c in self._pick(own, candidates, fanout, collapse=False)]
         if not neighbours:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -132,66 +128,45 @@ class RelatedIndex:
     # internals
 
     def _try_add(self, doc: RelatedDoc, analysis: scoring.Analysis) -> str:
-        lang = analysis.language
-        df_terms = [*analysis.tf, *analysis.entities]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hget(self.keys.ids, doc.id)
-        pipe.hmget(self.keys.stats(lang), ["n", "len"])
-        if df_terms:
-            pipe.hmget(self.keys.df(lang), df_terms)
-        pipe.incr(self.keys.seq)
-        replies = pipe.execute()
-        existing, stats, number = replies[0], replies[1], replies[-1]
-        if existing is not None:
-            record = self.redis.hmget(self.keys.doc(_s(existing)), ["lang", "dl", "v", "u", "h"])
-            if _s(record[4]) == analysis.digest:
-                return "unchanged"
-            self._remove_record(doc.id, _s(existing), record[:4])
-            return "retry"
-        present = replies[2] if df_terms else []
-        df = {t: int(v) + 1 for t, v in zip(df_terms, present, strict=True) if v is not None}
-        n = int(stats[0] or 0) + 1
-        total = float(stats[1] or 0.0) + analysis.length
-        vec = scoring.vectors(analysis, df, n, total, self.tuning)
-        posted = list(vec.postings)
-        added = self._add(
-            keys=[self.keys.ids, self.keys.doc(number), self.keys.stats(lang), self.keys.df(lang)]
-            + [self.keys.posting(lang, t) for t in posted],
+        t = self.tuning
+        reply = self._add(
+            keys=[self.keys.ids],
             args=[
-                doc.id, number, lang, repr(float(doc.published_at)), repr(analysis.length),
-                json.dumps(vec.stored, ensure_ascii=False, separators=(",", ":")),
-                zlib.compress("\n".join(df_terms).encode("utf-8")),
-                minhash.pack(analysis.sketch), analysis.digest, self.tuning.posting_cap, len(df_terms),
-                *df_terms, *(repr(vec.postings[t]) for t in posted),
+                self.keys.prefix, doc.id, analysis.language, repr(float(doc.published_at)), repr(analysis.length),
+                analysis.terms_arg(), "\n".join(analysis.entities), analysis.df_terms_blob(),
+                minhash.pack(analysis.sketch), analysis.digest, t.k1, t.b, t.posted_terms, t.entity_weight,
+                t.posting_cap,
             ],
         )
-        return "added" if added else "retry"
+        if int(reply[0]) == 1:
+            return "added"
+        if _s(reply[1]) == analysis.digest:
+            return "unchanged"
+        self.remove(doc.id)  # a correction: out with the old terms, then in again
+        return "retry"
 
-    def _remove_record(self, article_id: str, number: str, record: list) -> bool:
-        lang_raw, length, vector, terms_blob = record
-        lang = _s(lang_raw)
-        df_terms = zlib.decompress(terms_blob).decode("utf-8").split("\n") if terms_blob else []
-        df_terms = [t for t in df_terms if t]
-        posted = [item[0] for item in json.loads(vector)] if vector else []
-        removed = self._remove(
-            keys=[self.keys.ids, self.keys.doc(number), self.keys.stats(lang), self.keys.df(lang)]
-            + [self.keys.posting(lang, t) for t in posted],
-            args=[article_id, number, _s(length) or "0", len(df_terms), *df_terms],
-        )
-        return bool(removed)
+    def _remove_number(self, article_id: str, number: str) -> bool:
+        blob = self.redis.hget(self.keys.doc(number), "u")
+        df_terms = zlib.decompress(blob).decode("utf-8") if blob else ""
+        return bool(self._remove(keys=[self.keys.ids], args=[self.keys.prefix, article_id, number, df_terms]))
 
     def _query_args(self, article_id: str, limit: int | None = None) -> list:
         t = self.tuning
         return [
-            self.keys.prefix, article_id, t.query_terms, t.posting_reads, t.feedback_docs,
-            t.expansion_terms, t.feedback_mix, limit or t.candidates,
+            self.keys.prefix, article_id, t.query_terms, t.posting_reads, t.min_reads, t.feedback_docs,
+            t.expansion_terms, t.expansion_reads, t.feedback_mix, limit or t.candidates,
         ]
 
     def _candidates(self, article_id: str, limit: int | None = None) -> tuple[frozenset[int], list[Candidate]]:
         return _parse(self._query(keys=[self.keys.ids], args=self._query_args(article_id, limit)))
 
-    def _pick(self, own: frozenset[int], candidates: list[Candidate], k: int) -> list[Candidate]:
+    def _pick(
+        self, own: frozenset[int], candidates: list[Candidate], k: int, collapse: bool = True
+    ) -> list[Candidate]:
         """Best first, newest first among equal scores, skipping near-duplicates.
+
+        With `collapse` off, near-duplicates of each other are all kept (fan-out: every copy
+        of a story may list the new article); near-duplicates of `own` are always skipped.
 
         Scores within about 1% of each other (equal to `TIE_DIGITS` decimals as a share of
         the best) count as equal: differences that small come from when articles were
@@ -207,7 +182,7 @@ class RelatedIndex:
                 break
             if minhash.similarity(candidate.sketch, own) >= threshold:
                 continue
-            if any(minhash.similarity(candidate.sketch, p.sketch) >= threshold for p in picked):
+            if collapse and any(minhash.similarity(candidate.sketch, p.sketch) >= threshold for p in picked):
                 continue
             picked.append(candidate)
         return picked

@@ -25,13 +25,18 @@ def language_key(language: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-cased words in order, apostrophes folded; the raw material for shingles."""
-    out = []
-    for match in WORD.finditer(text.lower()):
-        word = match.group().replace("’", "'")
-        if word.endswith("'s"):
-            word = word[:-2]
-        out.append(word.replace("'", ""))
-    return out
+    return [_fold(w) if "'" in w or "’" in w else w for w in WORD.findall(text.lower())]
+
+
+def _fold(word: str) -> str:
+    word = word.replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    return word.replace("'", "")
+
+
+def strip_dateline(text: str) -> str:
+    return DATELINE.sub(" ", text, count=1)
 
 
 def terms(text: str, language: str) -> list[str]:
@@ -39,11 +44,16 @@ def terms(text: str, language: str) -> list[str]:
 
     Bare numbers go because scores, years and prices link stories only by accident.
     """
+    return terms_of(words(strip_dateline(text)), language)
+
+
+def terms_of(word_list: list[str], language: str) -> list[str]:
+    """`terms` for text already split by `words`."""
     lang = language_key(language)
     stops = stop_words(lang)
     stem = s_stem if lang == "en" else _same
     out = []
-    for word in words(DATELINE.sub(" ", text, count=1)):
+    for word in word_list:
         if len(word) < MIN_LENGTH or word in stops or word.isdigit():
             continue
         word = stem(word)
