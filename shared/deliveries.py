@@ -52,6 +52,11 @@ def busy_key(sid: str) -> str:
     return f"{PREFIX}:notify:busy:{sid}"
 
 
+def waiting_key(sid: str) -> str:
+    """Deliveries that found the subscriber busy, oldest first: no polling while it is."""
+    return f"{PREFIX}:notify:waiting:{sid}"
+
+
 def delivery_id(aid: str, version: int, event: str, sid: str) -> str:
     """The id of the one delivery of an event to a subscriber; the webhook-id derives from it."""
     digest = hashlib.blake2b(f"{aid}\0{version}\0{event}\0{sid}".encode(), digest_size=12).hexdigest()
@@ -83,7 +88,7 @@ end
 return out
 """
 
-# KEYS: record, due, busy, subscription, event   ARGV: now, lease_until, token, id, busy_ms
+# KEYS: record, due, busy, subscription, event, waiting   ARGV: now, lease_until, token, id, busy_ms, rescue_at
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then redis.call('ZREM', KEYS[2], ARGV[4]) return {'missing', 0} end
@@ -100,7 +105,8 @@ else
   if due > now then redis.call('ZADD', KEYS[2], due, ARGV[4]) return {'early', 0} end
 end
 if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[5]) then
-  redis.call('ZADD', KEYS[2], now + 1, ARGV[4])
+  redis.call('ZADD', KEYS[6], now, ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
   return {'deferred', 0}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -109,9 +115,14 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 return {'claimed', attempts, redis.call('HGETALL', KEYS[4]), redis.call('GET', KEYS[5]) or ''}
 """
 
-# KEYS: record, due, busy, log   ARGV: token, state, next_at, now, last_status, last_error, id, ttl, entry, log_len
+# KEYS: record, due, busy, log, waiting   ARGV: token, state, next_at, now, last_status, last_error, id, ttl, entry,
+#   log_len
 _FINISH = """
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then
+  redis.call('DEL', KEYS[3])
+  local nxt = redis.call('ZPOPMIN', KEYS[5])
+  if nxt[1] then redis.call('ZADD', KEYS[2], ARGV[4], nxt[1]) end
+end
 if ARGV[9] ~= '' then
   redis.call('LPUSH', KEYS[4], ARGV[9])
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
@@ -204,7 +215,9 @@ class DeliveryStore:
 
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
-        other delivery to the same subscriber is in flight ('deferred' a second then).
+        other delivery to the same subscriber is in flight. If one is, the delivery is
+        'deferred': it waits in the subscriber's waiting set until that one finishes (which
+        makes the oldest waiting delivery due), or, should that never happen, 2 leases.
 
         One round trip (given the record): a claimed Claim carries the subscription and event.
         """
@@ -215,8 +228,8 @@ class DeliveryStore:
         token = secrets.token_hex(8)
         sid = record["sub"]
         reply = self._claim(
-            keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"]],
-            args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000)],
+            keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)],
+            args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds],
         )
         outcome, attempt = _s(reply[0]), int(reply[1])
         if outcome != "claimed":
@@ -231,7 +244,8 @@ class DeliveryStore:
         error: str = "", log_entry: dict | None = None, now: float | None = None,
     ) -> bool:
         """Record an attempt's end, `pending` (retry at next_at) or a terminal state, append
-        `log_entry` to the subscriber's log and free the subscriber for its next delivery.
+        `log_entry` to the subscriber's log and free the subscriber: its oldest waiting
+        delivery becomes due.
 
         Returns False when the lease was lost (another run took over): the state is not changed then.
         """
@@ -239,7 +253,7 @@ class DeliveryStore:
         entry = json.dumps(log_entry, separators=(",", ":")) if log_entry else ""
         return bool(
             self._finish(
-                keys=[delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid)],
+                keys=[delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid), waiting_key(claim.sid)],
                 args=[claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry,
                       LOG_LENGTH],
             )

@@ -12,7 +12,7 @@ import pytest
 
 from services.notify import deliveries
 from services.notify.transports import webhook
-from shared.deliveries import DUE, DeliveryStore, busy_key, webhook_id
+from shared.deliveries import DUE, DeliveryStore, busy_key, waiting_key, webhook_id
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionStore
 from tests.notify.helpers import article_event, deliver, log, queue, record, subscribe
@@ -184,11 +184,44 @@ def test_one_delivery_in_flight_per_subscription(notify_rt, webhook_receivers):
     assert lock.acquire(blocking=False)
     try:
         assert deliveries.attempt(notify_rt, did) == "deferred"
-        assert notify_rt.redis.zscore(DUE, did) <= time.time() + 2
+        assert notify_rt.redis.zrange(waiting_key(sub.id), 0, -1) == [did.encode()]
+        assert notify_rt.redis.zscore(DUE, did) > time.time() + 60  # only a rescue, no polling
         assert receiver.requests == []
     finally:
         lock.release()
     assert deliveries.attempt(notify_rt, did) == "delivered"
+
+
+def test_a_burst_to_a_slow_subscriber_waits_in_redis_not_in_workers(notify_rt, webhook_receivers):
+    """Five articles for one slow endpoint: one is in flight, four wait, each finish releases the next."""
+    slow = webhook_receivers(delay=0.5)
+    sub, secret = subscribe(notify_rt, slow.url)
+    slow.secrets = [secret]
+    ids = [queue(notify_rt, article_event())[0] for _ in range(5)]
+    first = threading.Thread(target=deliveries.attempt, args=(notify_rt, ids[0]))
+    first.start()
+    while not slow.requests:
+        time.sleep(0.01)
+    assert [deliveries.attempt(notify_rt, did) for did in ids[1:]] == ["deferred"] * 4
+    assert notify_rt.redis.zcard(waiting_key(sub.id)) == 4
+    first.join()
+    now = time.time()
+    due_now = [did for did in ids[1:] if notify_rt.redis.zscore(DUE, did) <= now]
+    assert due_now == [ids[1]]  # the oldest waiting one, and only it
+    for did in ids[1:]:
+        assert deliveries.attempt(notify_rt, did) == "delivered"
+    assert len(slow.verified_payloads(secret)) == 5
+    assert notify_rt.redis.zcard(waiting_key(sub.id)) == 0
+
+
+def test_redirects_are_not_followed_and_count_as_failures(notify_rt, webhook_receivers):
+    elsewhere = webhook_receivers()
+    receiver = webhook_receivers(status=307, headers={"Location": elsewhere.url})
+    subscribe(notify_rt, receiver.url)
+    (did,) = queue(notify_rt, article_event())
+    assert deliveries.attempt(notify_rt, did) == "retrying"
+    assert record(notify_rt, did)["last_status"] == "307"
+    assert len(receiver.requests) == 1 and elsewhere.requests == []
 
 
 def test_the_ssrf_guard_refuses_at_delivery_and_disables(notify_rt, notify_settings, webhook_receivers):
