@@ -33,3 +33,17 @@ def test_status_show_and_retry(notify_rt, notify_settings, stack_env):
     assert f"{did}: queued" in retried.stdout and "dnothing: not retried (missing)" in retried.stdout
     assert record(notify_rt, did)["state"] == "pending"
     assert any(did.encode() in m for m in notify_rt.redis.lrange("notify", 0, -1))
+
+
+def test_a_notify_only_worker_gets_four_times_the_slots(monkeypatch):
+    """Deliveries wait on the network: `pressroom worker notify` runs more processes than CPU-bound pools."""
+    from pressroom import cli
+    from shared.settings import Settings
+
+    started = []
+    monkeypatch.setattr(cli.os, "execvp", lambda exe, argv: started.append(argv))
+    monkeypatch.setattr(cli, "require_redis", lambda settings: None)
+    monkeypatch.setattr(cli, "load_settings", lambda: Settings(worker_concurrency=2))
+    for args in (["worker", "notify"], ["worker", "render", "notify"], ["worker", "notify", "--concurrency", "3"]):
+        cli.main(args)
+    assert [argv[argv.index("--concurrency") + 1] for argv in started] == ["8", "2", "3"]
