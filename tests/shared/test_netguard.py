@@ -339,3 +339,31 @@ def test_https_to_a_pinned_address_verifies_the_certificate_for_the_hostname(tmp
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_fetch_over_ipv6_loopback_when_allowed():
+    class V6Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    class HostEcho(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = self.headers["Host"].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = V6Server(("::1", 0), HostEcho)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://[::1]:{httpd.server_address[1]}/"
+    try:
+        with pytest.raises(BlockedAddress):
+            netguard.fetch(url)
+        response = netguard.fetch(url, allow_networks=LOOPBACK)
+        assert response.status == 200 and response.body == f"[::1]:{httpd.server_address[1]}".encode()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
