@@ -8,6 +8,7 @@ from flask_smorest import Api
 from services.ingest import errors, health, metrics
 from services.ingest.articles.resources import blp as articles_blp
 from services.ingest.site.resources import blp as site_blp
+from services.ingest.subscriptions.links import blp as subscription_links_blp
 from services.ingest.subscriptions.resources import blp as subscriptions_blp
 from shared.celery_app import create_celery
 from shared.ninjs import NinjsArticle
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(articles_blp)
     api.register_blueprint(site_blp)
     api.register_blueprint(subscriptions_blp)
+    api.register_blueprint(subscription_links_blp)
     app.register_blueprint(health.bp)
     metrics.init_app(app)
     errors.init_app(app)

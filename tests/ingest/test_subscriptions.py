@@ -175,7 +175,8 @@ def test_retry_resends_only_failed_deliveries(notify_client, notify_rt, refused_
 
 
 def test_confirm_and_unsubscribe_links_need_a_valid_token(notify_client):
-    assert notify_client.get("/v1/subscriptions/confirm").status_code == 422
+    missing = notify_client.get("/v1/subscriptions/confirm")
+    assert missing.status_code == 422 and missing.get_json()["errors"][0]["field"] == "token"
     assert notify_client.get("/v1/subscriptions/confirm?token=s00000000000000000000.forged-token").status_code == 404
     assert notify_client.post("/v1/unsubscribe?token=s00000000000000000000.forged-token").status_code == 404
     assert notify_client.post("/v1/unsubscribe?token=garbage-garbage").status_code == 404

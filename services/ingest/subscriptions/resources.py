@@ -1,18 +1,16 @@
 """Subscription resources: subscribers, their secrets and delivery log, confirm and unsubscribe.
 
-All behind the API token except the two links a reader follows from an email (confirm,
-one-click unsubscribe), which work with their token alone. Webhook URLs pass the SSRF
-guard at creation and on every change, not only at delivery.
+All behind the API token (the links a reader follows from an email are in `links.py`).
+Webhook URLs pass the SSRF guard at creation and on every change, not only at delivery.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from html import escape
 
 import redis
-from flask import Response, current_app, request
+from flask import current_app
 from flask_smorest import Blueprint, abort
 from werkzeug.exceptions import BadRequest, UnprocessableEntity
 
@@ -26,7 +24,6 @@ from services.ingest.subscriptions.schemas import (
     SubscriptionCreateSchema,
     SubscriptionPatchSchema,
     SubscriptionSchema,
-    TokenArgsSchema,
 )
 from shared import netguard, tasknames
 from shared.deliveries import DeliveryStore, webhook_id
@@ -46,7 +43,7 @@ UNAVAILABLE = {"Retry-After": "5"}
 
 @blp.errorhandler(UnprocessableEntity)
 @blp.errorhandler(BadRequest)
-def _invalid(error):
+def invalid_request(error):
     """Request-parsing errors in the house shape, with field paths: {code, status, message, errors}."""
     payload, code, headers = errors.error_payload(error)
     messages = (getattr(error, "data", None) or {}).get("messages")
@@ -65,14 +62,9 @@ def _redis_down(error):
     return body, 503, UNAVAILABLE
 
 
-PUBLIC_ENDPOINTS = ("confirm", "unsubscribe_page", "unsubscribe")
-
-
 @blp.before_request
 def _require_token():
     """Authenticate before the body is parsed, so a caller without the token learns nothing else."""
-    if request.endpoint and request.endpoint.rpartition(".")[2] in PUBLIC_ENDPOINTS:
-        return
     auth.require_token(current_app.extensions["pressroom"]["settings"])
 
 
@@ -264,60 +256,3 @@ def retry_delivery(did: str):
     except Exception as exc:  # the due set re-queues it within a minute
         log.warning("cannot queue retry of %s now (%s); the scheduler will", did, exc)
     return _delivery_view(deliveries.get(did))
-
-
-def _page(title: str, text: str, status: int = 200, form: str = "") -> Response:
-    html = (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
-        '<meta name=viewport content="width=device-width"></head>'
-        f'<body style="font-family: Georgia, serif; max-width: 36em; margin: 3em auto">'
-        f"<h1>{escape(title)}</h1><p>{escape(text)}</p>{form}</body></html>"
-    )
-    return Response(html, status=status, mimetype="text/html", headers={"Cache-Control": "no-store"})
-
-
-@blp.route("/v1/subscriptions/confirm", methods=["GET"])
-@blp.doc(summary="Confirm an email subscription (the link in the confirmation email)", security=[])
-@blp.arguments(TokenArgsSchema, location="query")
-@blp.alt_response(200, description="Confirmed (HTML page)")
-@blp.alt_response(404, description="Unknown or used-up token")
-def confirm(args: dict):
-    store = SubscriptionStore(runtime_for(current_app.extensions["pressroom"]["settings"]).redis)
-    try:
-        sub = store.confirm(args["token"])
-    except NotFound:
-        return _page("Link not valid", "This confirmation link is not valid (or the subscription was removed).", 404)
-    except Conflict as exc:
-        return _page("Link expired", str(exc), 410)
-    return _page("Subscription confirmed", f"You will get an email about {', '.join(sub.topics)}.")
-
-
-@blp.route("/v1/unsubscribe", methods=["GET"])
-@blp.doc(summary="Unsubscribe page (a button that posts the one-click unsubscribe)", security=[])
-@blp.arguments(TokenArgsSchema, location="query")
-@blp.alt_response(200, description="HTML page with the unsubscribe button")
-def unsubscribe_page(args: dict):
-    # GET never unsubscribes: mail scanners follow links; RFC 8058 has the client POST.
-    form = (f'<form method=post action="?token={escape(args["token"])}">'
-            '<input type=hidden name=List-Unsubscribe value=One-Click>'
-            "<button type=submit>Unsubscribe</button></form>")
-    return _page("Unsubscribe", "Stop the emails from this subscription?", form=form)
-
-
-@blp.route("/v1/unsubscribe", methods=["POST"])
-@blp.doc(summary="One-click unsubscribe (RFC 8058): the token alone removes the subscription", security=[])
-@blp.arguments(TokenArgsSchema, location="query")
-@blp.alt_response(200, description="Unsubscribed (HTML page)")
-@blp.alt_response(404, description="Unknown token (already unsubscribed?)")
-def unsubscribe(args: dict):
-    rt = runtime_for(current_app.extensions["pressroom"]["settings"])
-    store = SubscriptionStore(rt.redis)
-    try:
-        sub = store.by_unsubscribe_token(args["token"])
-        store.delete(sub.id)
-    except NotFound:
-        return _page("Already unsubscribed", "This link matches no subscription: you get no more emails from it.",
-                     404)
-    DeliveryStore(rt.redis).drop_log(sub.id)
-    log.info("subscription %s unsubscribed by its link", sub.id)
-    return _page("Unsubscribed", "You will get no more emails from this subscription.")
