@@ -106,6 +106,7 @@ def screenshot(url: str, target: Path, tmp_path: Path) -> None:
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         "--virtual-time-budget=10000",
          f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,2000", f"--screenshot={target}", url],
         check=True, capture_output=True, timeout=120,
     )
@@ -115,6 +116,8 @@ def screenshot(url: str, target: Path, tmp_path: Path) -> None:
         assert shot.size == (1280, 2000)
         colours = shot.convert("RGB").getcolors(maxcolors=1_000_000) or []
         assert len(colours) > 50  # text, photo and rules rendered, not a blank page
+        photo_blue = sum(n for n, (r, g, b) in colours if abs(r - 40) + abs(g - 90) + abs(b - 140) < 30)
+        assert photo_blue > 20_000  # the featured photo itself was loaded and drawn
 
 
 def alive(pid: int) -> bool:
@@ -155,9 +158,16 @@ def test_run_starts_everything_publishes_the_sample_and_stops_cleanly(tmp_path):
         assert page.status_code == 200 and "Israeli Defence Minister visits Georgia" in page.text
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()["status"] == "ready"
 
+        signing = {**env, "PRESSROOM_WEBHOOK_SECRETS": secrets["PRESSROOM_WEBHOOK_SECRETS"]}
+        chosen = run_cli(["post", "tests/samples/editors-choice-article.ninjs.json"], signing)
+        chosen_id = json.loads(chosen.stdout.split(" ", 1)[1])["id"]
+        chosen_url = wait_for(
+            lambda: (s := requests.get(f"http://127.0.0.1:{port}/v1/articles/{chosen_id}", headers=token,
+                                       timeout=5).json())["status"] == "published" and s["url"],
+            timeout=60, message="the editor's choice sample to be published",
+        )
         photo_doc = tmp_path / "with-photo.json"
         photo_doc.write_text(json.dumps(article_with_inline_photo()))
-        signing = {**env, "PRESSROOM_WEBHOOK_SECRETS": secrets["PRESSROOM_WEBHOOK_SECRETS"]}
         posted = run_cli(["post", str(photo_doc)], signing)
         photo_aid = json.loads(posted.stdout.split(" ", 1)[1])["id"]
         photo_status = wait_for(
@@ -166,7 +176,9 @@ def test_run_starts_everything_publishes_the_sample_and_stops_cleanly(tmp_path):
             timeout=60, message="the photo article to be published",
         )
         html = requests.get(photo_status["url"], timeout=5).text
-        img = lxml.html.fromstring(html).find(".//figure//img")
+        tree = lxml.html.fromstring(html)
+        assert [a.get("href") for a in tree.find_class("editors-choice")[0].iter("a")] == [chosen_url]
+        img = tree.find(".//figure//img")
         assert requests.get(img.get("src"), timeout=5).headers["Content-Type"] == "image/jpeg"
         screenshot(photo_status["url"], ROOT / "test-artifacts" / "screenshots" / "article.png", tmp_path)
 
