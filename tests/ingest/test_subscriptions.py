@@ -35,14 +35,15 @@ def test_every_management_endpoint_needs_the_token(notify_client):
 
 
 def test_create_returns_the_secret_once(notify_client, notify_rt):
-    answer = _create(notify_client, topics=["Defence", "*"], description="partner X")
+    answer = _create(notify_client, topics=["Defence", " *", "  Arms trade"], description="partner X")
     assert answer.status_code == 201
     body = answer.get_json()
     assert body["secret"].startswith("whsec_") and body["status"] == "active"
     assert body["events"] == ["article.published", "article.updated", "article.withdrawn"]
     assert body["url"] == "http://127.0.0.1:9/hook" and body["description"] == "partner X"
     again = notify_client.get(f"/v1/subscriptions/{body['id']}", headers=H).get_json()
-    assert "secret" not in again and again["topics"] == ["Defence", "*"]
+    assert "secret" not in again and again["topics"] == ["Defence", " *", "  Arms trade"]
+    assert SubscriptionStore(notify_rt.redis).matching("article.published", ["Sports"]) == [body["id"]]
     assert body["secret"] not in str(notify_rt.redis.keys("pr:subidx:*"))
 
 
@@ -53,6 +54,7 @@ def test_create_returns_the_secret_once(notify_client, notify_rt):
         ({"channel": "webhook", "topics": ["x"]}, "url"),
         ({"channel": "webhook", "url": "http://127.0.0.1:9/", "topics": []}, "topics"),
         ({"channel": "webhook", "url": "http://127.0.0.1:9/"}, "topics"),
+        ({"channel": "webhook", "url": "http://127.0.0.1:9/", "topics": ["Defence", "  "]}, "topics.1"),
         ({"channel": "webhook", "url": "http://127.0.0.1:9/", "topics": ["x"], "events": ["article.read"]},
          "events.0"),
         ({"channel": "email", "email": "not-an-address", "topics": ["x"]}, "email"),

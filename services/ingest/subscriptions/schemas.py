@@ -5,7 +5,14 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from shared.messages import ARTICLE_EVENTS
 from shared.subscriptions import CHANNELS
 
-TOPIC = fields.Str(validate=validate.Length(min=1, max=200))
+
+def _topic(value: str) -> None:
+    """A topic must survive normalisation: blank or punctuation-only names would match nothing."""
+    if value.strip() != "*" and not any(c.isalnum() for c in value):
+        raise ValidationError("A topic needs a letter or digit, or is '*'.")
+
+
+TOPIC = fields.Str(validate=[validate.Length(min=1, max=200), _topic])
 TOPICS_HELP = (
     "Topic names as in NINJS subject/place/person/organisation or a section, matched case- and "
     "accent-insensitively; '*' follows everything"
