@@ -148,9 +148,21 @@ class Conflict(Exception):
     """The change does not apply to the subscription's current state; the message says why."""
 
 
+# KEYS: subscription   ARGV: now ('' ends the streak). Returns when the streak started.
+_FAILING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] == '' then redis.call('HSET', KEYS[1], 'failing_since', '') return false end
+local since = redis.call('HGET', KEYS[1], 'failing_since')
+if since and since ~= '' then return since end
+redis.call('HSET', KEYS[1], 'failing_since', ARGV[1])
+return ARGV[1]
+"""
+
+
 class SubscriptionStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._failing = client.register_script(_FAILING)
 
     # reading
     def get(self, sid: str) -> Subscription:
@@ -243,10 +255,10 @@ class SubscriptionStore:
 
         def change(sub: Subscription) -> Subscription:
             if sub.status != "pending":
-                if sub.confirm_token and hmac.compare_digest(sub.confirm_token, token):
+                if _same(sub.confirm_token, token):
                     return sub  # a second click on the same link
                 raise NotFound(token)
-            if not (sub.confirm_token and hmac.compare_digest(sub.confirm_token, token)):
+            if not _same(sub.confirm_token, token):
                 raise NotFound(token)
             if sub.confirm_expires < now:
                 raise Conflict("This confirmation link has expired; subscribe again.")
@@ -257,18 +269,32 @@ class SubscriptionStore:
 
     def by_unsubscribe_token(self, token: str) -> Subscription:
         sub = self.get(_token_owner(token))
-        if not (sub.unsubscribe_token and hmac.compare_digest(sub.unsubscribe_token, token)):
+        if not _same(sub.unsubscribe_token, token):
             raise NotFound(token)
         return sub
 
     def delete(self, sid: str) -> Subscription:
-        sub = self.get(sid)
-        pipe = self.redis.pipeline()
-        _index(pipe, sub, add=False)
-        pipe.delete(sub_key(sid))
-        pipe.srem(ALL_SUBSCRIPTIONS, sid)
-        pipe.execute()
-        return sub
+        """Remove the subscription and its index entries (under WATCH: a concurrent change of
+        topics cannot leave entries behind). Raises NotFound."""
+        if not _valid_id(sid):
+            raise NotFound(sid)
+        key = sub_key(sid)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.hgetall(key)
+                    if not raw:
+                        raise NotFound(sid)
+                    sub = Subscription.from_hash(raw)
+                    pipe.multi()
+                    _index(pipe, sub, add=False)
+                    pipe.delete(key)
+                    pipe.srem(ALL_SUBSCRIPTIONS, sid)
+                    pipe.execute()
+                    return sub
+                except redis.WatchError:
+                    continue
 
     def disable(self, sid: str, reason: str, now: float | None = None) -> Subscription | None:
         """Stop all deliveries to a subscriber whose endpoint said so (410) or kept failing."""
@@ -284,20 +310,13 @@ class SubscriptionStore:
             return None
 
     def record_failure(self, sid: str, now: float) -> float:
-        """Start (or continue) the subscription's failing streak; returns when it started."""
-        pipe = self.redis.pipeline()
-        pipe.exists(sub_key(sid))
-        pipe.hget(sub_key(sid), "failing_since")
-        exists, since = pipe.execute()
-        if not exists:
-            return now
-        if since:
-            return float(_s(since))
-        self.redis.hset(sub_key(sid), "failing_since", repr(now))
-        return now
+        """Start (or continue) the subscription's failing streak; returns when it started.
+        A subscription deleted meanwhile is not brought back as a stray field."""
+        since = self._failing(keys=[sub_key(sid)], args=[repr(now)])
+        return float(_s(since)) if since else now
 
     def record_success(self, sid: str) -> None:
-        self.redis.hset(sub_key(sid), "failing_since", "")
+        self._failing(keys=[sub_key(sid)], args=[""])
 
     def _rewrite(self, sid: str, change) -> Subscription:
         """Read-modify-write under WATCH, keeping the index in step with status, topics and events."""
@@ -333,6 +352,11 @@ def _index(pipe, sub: Subscription, add: bool) -> None:
 
 def _valid_id(sid: str) -> bool:
     return len(sid) == 21 and sid.startswith("s") and all(c in "0123456789abcdef" for c in sid[1:])
+
+
+def _same(stored: str, given: str) -> bool:
+    """Constant-time token comparison; any text from a URL is safe to pass (bytes, not str)."""
+    return bool(stored) and hmac.compare_digest(stored.encode(), given.encode())
 
 
 def _token_owner(token: str) -> str:

@@ -67,3 +67,29 @@ def test_each_event_type_and_version_is_its_own_delivery(notify_rt):
     withdrawn = queue(notify_rt, {**event, "type": "article.withdrawn", "version": 2})
     assert len({*first, *updated, *withdrawn}) == 3
     assert queue(notify_rt, {**event, "type": "article.updated", "version": 2}) == []
+
+
+def test_bookkeeping_never_brings_a_deleted_subscription_back(notify_rt):
+    store = SubscriptionStore(notify_rt.redis)
+    sub, _ = subscribe(notify_rt, "http://127.0.0.1:9/x")
+    assert store.record_failure(sub.id, 100.0) == 100.0
+    assert store.record_failure(sub.id, 200.0) == 100.0  # the streak goes on
+    store.record_success(sub.id)
+    assert store.get(sub.id).failing_since is None
+    store.delete(sub.id)
+    store.record_failure(sub.id, 300.0)
+    store.record_success(sub.id)
+    assert not notify_rt.redis.exists(f"pr:sub:{sub.id}")
+
+
+def test_tokens_with_any_characters_are_just_wrong(notify_rt):
+    import pytest
+
+    from shared.subscriptions import NotFound
+
+    sub, _ = subscribe(notify_rt, "reader@example.test")
+    for token in (f"{sub.id}.é-not-ascii", f"{sub.id}.", "", "é"):
+        with pytest.raises(NotFound):
+            SubscriptionStore(notify_rt.redis).confirm(token)
+        with pytest.raises(NotFound):
+            SubscriptionStore(notify_rt.redis).by_unsubscribe_token(token)
