@@ -181,7 +181,9 @@ def main() -> None:
         before = received(base)
         assert before == 2 * n, before
 
-        log = open(ROOT / "bench" / "notify-workers.log", "w")  # noqa: SIM115 - lives as long as the workers
+        log_path = Path(tempfile.mkdtemp(prefix="bench-notify-")) / "workers.log"
+        print(f"worker and scheduler log: {log_path}", flush=True)
+        log = open(log_path, "w")  # noqa: SIM115 - lives as long as the workers
         me = [sys.executable, "-m", "pressroom.cli"]
         children.append(subprocess.Popen([*me, "worker", "notify", "--concurrency", str(args.concurrency),
                                           "--loglevel", "WARNING"], env=env, cwd=ROOT, stdout=log, stderr=log))
