@@ -19,6 +19,7 @@ import io
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -169,15 +170,46 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return out
 
 
-def check_url(url: str, allow_networks: tuple[IPNetwork, ...] = ()) -> list[IPAddress]:
+def _resolve_within(host: str, port: int, timeout: float | None) -> list[IPAddress]:
+    """resolve() that gives up after `timeout` seconds: getaddrinfo itself cannot be interrupted,
+    so a slow resolver is left to finish in a daemon thread while the caller moves on."""
+    try:
+        ipaddress.ip_address(host)
+        literal = True
+    except ValueError:
+        literal = False
+    if timeout is None or literal:
+        return resolve(host, port)
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["addresses"] = resolve(host, port)
+        except Exception as exc:  # handed to the caller below
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"resolve {host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise FetchError(f"DNS lookup of {host} took longer than {timeout:g}s", transient=True)
+    if "error" in result:
+        raise result["error"]
+    return result["addresses"]
+
+
+def check_url(
+    url: str, allow_networks: tuple[IPNetwork, ...] = (), dns_timeout: float | None = None
+) -> list[IPAddress]:
     """Resolve the URL's host and return its addresses if every one may be reached.
 
-    Raises InvalidURL (not http(s), no host), FetchError (does not resolve) or
-    BlockedAddress (some address is refused and not inside `allow_networks`). One bad
-    address refuses the whole name: the connection must not depend on which one is tried.
+    Raises InvalidURL (not http(s), no host), FetchError (does not resolve, or not within
+    `dns_timeout` seconds) or BlockedAddress (some address is refused and not inside
+    `allow_networks`). One bad address refuses the whole name: the connection must not
+    depend on which one is tried.
     """
     _scheme, host, port = _split(url)
-    addresses = resolve(host, port)
+    addresses = _resolve_within(host, port, dns_timeout)
     for addr in addresses:
         reason = refusal_reason(addr)
         if reason and not _allowed(addr, allow_networks):
@@ -313,7 +345,10 @@ def _fetch_once(
     truncate: bool,
 ) -> Response:
     scheme, host, port = _split(url)
-    addresses = check_url(url, allow_networks)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded(total_timeout)
+    addresses = check_url(url, allow_networks, dns_timeout=min(connect_timeout, remaining))
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     last_error: Exception | None = None

@@ -236,6 +236,17 @@ def test_servers_that_close_the_connection_are_read_to_the_end():
         httpd.server_close()
 
 
+def test_a_slow_dns_lookup_is_cut_off_by_the_connect_timeout(monkeypatch):
+    def slow_resolve(host, port):
+        time.sleep(2)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(netguard, "resolve", slow_resolve)
+    with pytest.raises(FetchError) as info:
+        netguard.fetch("http://slow-dns.example/", allow_networks=LOOPBACK, connect_timeout=0.2)
+    assert info.value.transient and "DNS lookup of slow-dns.example took longer than 0.2s" in str(info.value)
+
+
 def test_redirects_are_not_followed_by_default(server):
     response = netguard.fetch(server + "/redirect", allow_networks=LOOPBACK)
     assert response.status == 302 and response.headers["location"] == "/ok"
