@@ -39,6 +39,7 @@ blp = Blueprint(
 )
 TOKEN = [{"bearer": []}]
 UNAVAILABLE = {"Retry-After": "5"}
+DNS_TIMEOUT = 5.0  # the check resolves the webhook's host while the client waits
 
 
 @blp.errorhandler(UnprocessableEntity)
@@ -92,7 +93,7 @@ def view(sub: Subscription) -> dict:
 def _check_url(settings, url: str) -> None:
     """422 unless the URL resolves only to addresses a webhook may reach."""
     try:
-        netguard.check_url(url, settings.webhook_allow_networks)
+        netguard.check_url(url, settings.webhook_allow_networks, dns_timeout=DNS_TIMEOUT)
     except (netguard.BlockedAddress, netguard.InvalidURL, netguard.FetchError) as exc:
         abort(422, message="The webhook URL cannot be used.", errors=[{"field": "url", "message": str(exc)}])
 
