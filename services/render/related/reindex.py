@@ -41,17 +41,21 @@ class ReindexReport:
 
 
 def published_articles(client: redis.Redis) -> list[tuple[str, str]]:
-    """(article id, published document key) of every article whose state says published."""
-    out: list[tuple[str, str]] = []
+    """(article id, published document key) of every published article, oldest first.
+
+    Oldest first because that is the order the live index saw them in: the statistics
+    each article's weights are computed with then grow the way they did in production.
+    """
+    found: list[tuple[float, str, str]] = []
     batch: list[str] = []
 
     def flush() -> None:
         pipe = client.pipeline(transaction=False)
         for aid in batch:
-            pipe.hmget(keys.article_state(aid), ["status", "published_doc_key"])
-        for aid, (status, doc_key) in zip(batch, pipe.execute(), strict=True):
+            pipe.hmget(keys.article_state(aid), ["status", "published_doc_key", "created_at"])
+        for aid, (status, doc_key, created) in zip(batch, pipe.execute(), strict=True):
             if status == b"published" and doc_key:
-                out.append((aid, doc_key.decode("utf-8")))
+                found.append((float(created or 0), aid, doc_key.decode("utf-8")))
         batch.clear()
 
     prefix = keys.article_state("")
@@ -63,7 +67,7 @@ def published_articles(client: redis.Redis) -> list[tuple[str, str]]:
                 flush()
     if batch:
         flush()
-    return sorted(out)
+    return [(aid, doc_key) for _, aid, doc_key in sorted(found)]
 
 
 def _load(data: Storage, aid: str, doc_key: str) -> RelatedDoc | None:
