@@ -181,8 +181,13 @@ class Settings:
 
     @property
     def visibility_timeout(self) -> int:
-        """Redis redelivers unacked tasks after this; it must exceed any task's run time."""
-        return max(3600, self.task_time_limit * 4)
+        """Redis redelivers unacked tasks after this.
+
+        It must exceed any task's run time and any retry countdown (at most 300 s), or a
+        task would run twice at once; it is also how long the tasks of a worker that died
+        as a whole (not just a pool process) wait before another worker takes them.
+        """
+        return max(900, self.task_time_limit * 3)
 
 
 def redact_url(url: str) -> str:

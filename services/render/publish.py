@@ -23,6 +23,7 @@ from services.render.related import RelatedIndex, related_doc_from_article
 from services.render.site_index import SiteIndex, card
 from services.render.upload import Uploader
 from shared import keys
+from shared.locks import LeaseBusy, lease
 from shared.ninjs import Article, load_article
 from shared.runtime import Runtime
 
@@ -57,16 +58,11 @@ class Outcome:
 
 def reconcile(rt: Runtime, aid: str, version: int, effects: Effects, force: bool = False) -> Outcome:
     """Publish, update or withdraw. `force` re-renders a page that is already current."""
-    lock = rt.redis.lock(keys.article_lock(aid), timeout=rt.settings.task_time_limit + 30, blocking_timeout=10)
-    if not lock.acquire():
-        raise ArticleBusy(aid)
     try:
-        return _reconcile_locked(rt, aid, version, effects, force)
-    finally:
-        try:
-            lock.release()
-        except Exception:  # lock expired: a newer owner runs; nothing of ours to release
-            log.warning("lock for %s expired before release", aid)
+        with lease(rt.redis, keys.article_lock(aid)):
+            return _reconcile_locked(rt, aid, version, effects, force)
+    except LeaseBusy:
+        raise ArticleBusy(aid) from None
 
 
 def _reconcile_locked(rt: Runtime, aid: str, version: int, effects: Effects, force: bool) -> Outcome:

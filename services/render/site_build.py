@@ -19,6 +19,7 @@ from services.render.pages import SiteContext
 from services.render.site_index import HOME, PAGE_SIZE, SiteIndex, listing_for
 from services.render.upload import Uploader
 from shared import keys
+from shared.locks import LeaseBusy, lease
 from shared.runtime import Runtime
 
 log = logging.getLogger("pressroom.render")
@@ -49,31 +50,30 @@ def request_build(rt: Runtime, send: Callable[[], None]) -> bool:
 
 def build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]:
     """Render every dirty page; `rerender` queues article pages whose lists changed."""
-    lock = rt.redis.lock(BUILD_LOCK, timeout=rt.settings.task_time_limit + 30, blocking_timeout=20)
-    if not lock.acquire():
-        raise BuildBusy()
     try:
-        rt.redis.delete(BUILD_QUEUED)
-        index = SiteIndex(rt.redis)
-        marks = index.take_dirty()
-        if not marks:
-            return {"pages": 0, "uploaded": 0}
-        uploader = Uploader(rt)
-        try:
-            articles = _build_marks(rt, index, uploader, marks)
-        except Exception:
-            index.restore_dirty(marks)
-            raise
-        if articles:
-            rerender(articles)
-        changed = uploader.flush()
-        log.info("site build: %d marks, %d objects changed", len(marks), len(changed))
-        return {"pages": len(marks), "uploaded": len(changed)}
-    finally:
-        try:
-            lock.release()
-        except Exception:
-            log.warning("site build lock expired before release")
+        with lease(rt.redis, BUILD_LOCK, wait=20):
+            return _build(rt, rerender)
+    except LeaseBusy:
+        raise BuildBusy() from None
+
+
+def _build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]:
+    rt.redis.delete(BUILD_QUEUED)
+    index = SiteIndex(rt.redis)
+    marks = index.take_dirty()
+    if not marks:
+        return {"pages": 0, "uploaded": 0}
+    uploader = Uploader(rt)
+    try:
+        articles = _build_marks(rt, index, uploader, marks)
+    except Exception:
+        index.restore_dirty(marks)
+        raise
+    if articles:
+        rerender(articles)
+    changed = uploader.flush()
+    log.info("site build: %d marks, %d objects changed", len(marks), len(changed))
+    return {"pages": len(marks), "uploaded": len(changed)}
 
 
 def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[str, int]) -> list[str]:

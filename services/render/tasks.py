@@ -14,7 +14,7 @@ from shared.storage import StorageUnavailable
 
 log = logging.getLogger("pressroom.render")
 
-TRANSIENT = (StorageUnavailable, RedisError, publish.ArticleBusy, site_build.BuildBusy, ConnectionError, TimeoutError)
+TRANSIENT = (StorageUnavailable, RedisError, site_build.BuildBusy, ConnectionError, TimeoutError)
 RETRY = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,
@@ -23,6 +23,8 @@ RETRY = {
     "max_retries": 30,
 }
 BUILD_DEBOUNCE_SECONDS = 1
+BUSY_RETRY_SECONDS = 3
+BUSY_MAX_RETRIES = 400  # 20 minutes of someone else holding the article
 
 
 class CeleryEffects:
@@ -60,10 +62,13 @@ def render_article(self, article_id: str, version: int, force: bool = False, reb
         if rebuild:
             rt.redis.hincrby(keys.rebuild_progress(rebuild), "failed", 1)
         return "failed"
+    except publish.ArticleBusy as exc:
+        # another run holds the article's lease (renewed while alive): look again soon
+        raise self.retry(exc=exc, countdown=BUSY_RETRY_SECONDS, max_retries=BUSY_MAX_RETRIES) from None
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             publish.mark_failed(rt, article_id, int(version), f"gave up after retries: {exc}")
-        elif self.request.retries == 0 and not isinstance(exc, publish.ArticleBusy):
+        elif self.request.retries == 0:
             rt.articles.log(article_id, "retrying", int(version), reason=str(exc)[:300])
         raise
     if rebuild:

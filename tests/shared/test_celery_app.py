@@ -10,6 +10,9 @@ def test_delivery_semantics_are_at_least_once_and_json():
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    from services.render.tasks import RETRY
+
+    assert conf.broker_transport_options["visibility_timeout"] > RETRY["retry_backoff_max"] * 2
 
 
 def test_tasks_route_to_their_pool_by_name():
