@@ -18,7 +18,33 @@ from shared.settings import Settings
 TASK_MODULES = ["services.render.tasks", "services.render.schedule", "services.notify.tasks"]
 
 
+def _survive_broker_loss() -> None:
+    """Keep a worker alive when Redis goes away while it holds unacknowledged tasks.
+
+    kombu (5.7) tears a channel's connection down before the channel tries to restore its
+    unacknowledged messages, so the restore fails with AttributeError instead of a
+    connection error; the worker treats that as unrecoverable and exits. Raising the
+    connection error it really is lets kombu ignore it and reconnect; the messages stay in
+    Redis's unacked set and are restored after the visibility timeout.
+    """
+    from kombu.transport import redis as kombu_redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "pressroom_patched", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        if self.connection.client is None:
+            raise RedisConnectionError("broker connection already closed")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams.pressroom_patched = True
+    kombu_redis.Channel._connparams = _connparams
+
+
 def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
+    _survive_broker_loss()
     app = Celery("pressroom", include=TASK_MODULES if include_tasks else [])
     app.conf.update(
         broker_url=settings.redis_url,
@@ -31,6 +57,7 @@ def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,  # their messages come back anyway
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=1000,
         task_time_limit=settings.task_time_limit,
