@@ -87,16 +87,16 @@ def run_stack() -> int:
         except Exception as exc:
             fail(f"cannot create buckets at {settings.s3_endpoint_url or 'AWS'}: {exc}", 1)
         me = [sys.executable, "-m", "pressroom.cli"]
-        ingest = sup.start("ingest", [*me, "ingest"])
-        sup.start("render worker", [*me, "worker", "render"])
-        sup.start("notify worker", [*me, "worker", "notify"])
-        sup.start("scheduler", [*me, "scheduler"])
-        site = sup.start("site", [*me, "site"])
+        ingest = sup.start("ingest", [*me, "ingest"], restart=True)
+        sup.start("render worker", [*me, "worker", "render"], restart=True)
+        sup.start("notify worker", [*me, "worker", "notify"], restart=True)
+        sup.start("scheduler", [*me, "scheduler"], restart=True)
+        site = sup.start("site", [*me, "site"], restart=True)
         processes.wait_for_port(settings.port, 60, ingest)
         processes.wait_for_port(settings.site_port, 30, site)
         print(banner(settings), flush=True)
         ended = sup.watch()
-        print(f"pressroom: {ended} exited; stopping the stack", file=sys.stderr)
+        print(f"pressroom: {ended} exited and cannot be kept running; stopping the stack", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\npressroom: stopping…", file=sys.stderr)

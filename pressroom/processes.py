@@ -84,9 +84,13 @@ class Supervisor:
 
     env: dict[str, str]
     children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    restartable: dict[str, tuple] = field(default_factory=dict)
     log: Callable[[str], None] = print
 
-    def start(self, name: str, cmd: list[str], quiet: bool = False, env: dict | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, cmd: list[str], quiet: bool = False, env: dict | None = None, restart: bool = False
+    ) -> subprocess.Popen:
+        """Start a child; with `restart`, `watch` starts it again when it exits."""
         proc = subprocess.Popen(
             cmd,
             env={**self.env, **(env or {})},
@@ -96,14 +100,33 @@ class Supervisor:
             process_group=0,
         )
         self.children.append((name, proc))
+        if restart:
+            self.restartable[name] = (cmd, quiet, env)
         return proc
 
-    def watch(self) -> str | None:
-        """Block until a child exits (returns its name) or a signal interrupts."""
+    def watch(self, max_restarts: int = 5, window: float = 60.0) -> str | None:
+        """Block until a child exits for good (returns its name) or a signal interrupts.
+
+        A restartable child that exits is started again, unless it exits more than
+        `max_restarts` times within `window` seconds (then it is broken, not unlucky).
+        """
+        exits: dict[str, list[float]] = {}
         while True:
-            for name, proc in self.children:
-                if proc.poll() is not None:
+            for index, (name, proc) in enumerate(list(self.children)):
+                if proc.poll() is None:
+                    continue
+                if name not in self.restartable:
                     return name
+                now = time.monotonic()
+                recent = [t for t in exits.get(name, []) if now - t < window] + [now]
+                exits[name] = recent
+                if len(recent) > max_restarts:
+                    return name
+                self.log(f"pressroom: {name} exited with code {proc.returncode}; restarting it")
+                cmd, quiet, env = self.restartable[name]
+                self.children.pop(index)
+                self.start(name, cmd, quiet, env, restart=True)
+                break
             time.sleep(0.5)
 
     def stop(self, grace: float = 15.0) -> None:

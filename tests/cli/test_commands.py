@@ -61,8 +61,8 @@ def test_taken_port_is_a_clear_message(tmp_path):
     assert f"port {port} is already in use" in result.stderr and "PRESSROOM_PORT" in result.stderr
 
 
-def children_of(pid: int) -> set[int]:
-    """All descendants of pid, read from /proc."""
+def children_of(pid: int, direct: bool = False) -> set[int]:
+    """All descendants of pid (or only its children), read from /proc."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -71,6 +71,8 @@ def children_of(pid: int) -> set[int]:
             except OSError:
                 continue
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    if direct:
+        return {p for p, parent in parents.items() if parent == pid}
     found, frontier = set(), {pid}
     while frontier:
         frontier = {p for p, parent in parents.items() if parent in frontier} - found
@@ -120,6 +122,13 @@ def screenshot(url: str, target: Path, tmp_path: Path) -> None:
         assert photo_blue > 20_000  # the featured photo itself was loaded and drawn
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -157,6 +166,14 @@ def test_run_starts_everything_publishes_the_sample_and_stops_cleanly(tmp_path):
         page = requests.get(status["url"], timeout=5)
         assert page.status_code == 200 and "Israeli Defence Minister visits Georgia" in page.text
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()["status"] == "ready"
+
+        def render_workers() -> list[int]:
+            return [p for p in children_of(proc.pid, direct=True) if " -Q render " in cmdline(p) and alive(p)]
+
+        [render_worker] = render_workers()
+        os.kill(render_worker, signal.SIGKILL)  # `run` starts a crashed worker again
+        wait_for(lambda: [p for p in render_workers() if p != render_worker], timeout=30,
+                 message="the render worker to be restarted")
 
         signing = {**env, "PRESSROOM_WEBHOOK_SECRETS": secrets["PRESSROOM_WEBHOOK_SECRETS"]}
         chosen = run_cli(["post", "tests/samples/editors-choice-article.ninjs.json"], signing)
