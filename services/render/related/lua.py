@@ -56,9 +56,9 @@ for term, tf in string.gmatch(ARGV[6], '([^\\t\\n]+)\\t([^\\n]+)') do
   rank[term], weight[term], sat[term], idfs[term] = w * i, w, tf * (k1 + 1) / (tf + k1), i
 end
 
-local function post(term, weight)
+local function post(term, w)
   local key = posting .. term
-  redis.call('ZADD', key, weight, number)
+  redis.call('ZADD', key, w, number)
   local size = redis.call('ZCARD', key)
   if size > cap then redis.call('ZREMRANGEBYRANK', key, 0, size - cap - 1) end
 end
