@@ -7,8 +7,9 @@ at most `Tuning.posting_reads` + `Tuning.expansion_reads` posting entries (plus 
 per-term floor), so both stay flat as the index grows. Every worker shares the index, and it
 survives worker restarts because it is nothing but Redis keys.
 
-Callers index only published articles and `remove` withdrawn ones; the render worker holds
-the article's lock around both, so one article is never indexed twice at the same moment.
+Callers index only published articles and `remove` withdrawn ones, and should do so under
+the article's lock (as render's `reconcile` holds it) so one article's versions are not
+indexed in the wrong order; each change is atomic in Redis either way.
 """
 
 from __future__ import annotations
