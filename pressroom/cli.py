@@ -156,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("site", help="serve the site bucket at PRESSROOM_SITE_PORT for local browsing")
     p.set_defaults(func=cmd_site)
     p = sub.add_parser("rebuild", help="re-render the whole site from the article store on the render workers")
-    p.add_argument("--force", action="store_true", help="forget which bytes were uploaded and compare every object with the bucket "
-                   "(repairs objects changed or deleted outside Pressroom)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="compare every object with the bucket, not the upload cache (repairs objects changed outside Pressroom)",
+    )
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the workers")
     p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("post", help="post a NINJS file to the API, signed")
