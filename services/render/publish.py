@@ -100,7 +100,9 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
         popular=lists.popular_cards(rt, exclude=aid),
     )
     key = keys.page_key(path)
-    Uploader(rt).put(key, article_page(article, path, site, photo))
+    uploader = Uploader(rt)
+    uploader.put(key, article_page(article, path, site, photo))
+    uploader.flush()  # a correction must reach readers behind a CDN too
     for other in affected:
         if other != aid:
             index.mark(f"article:{other}")
@@ -119,7 +121,9 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
 def withdraw(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) -> Outcome:
     """Remove the page and take the article out of every list, feed, sitemap and related list."""
     if state.get("key"):
-        Uploader(rt).delete(state["key"])
+        uploader = Uploader(rt)
+        uploader.delete(state["key"])
+        uploader.flush()
     index = SiteIndex(rt.redis)
     index.remove(aid)
     RelatedIndex(rt.redis).remove(aid)

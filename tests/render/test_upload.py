@@ -50,3 +50,29 @@ def test_changed_paths_are_invalidated_once_per_batch(settings, s3_server):
     paths = batch["InvalidationBatch"]["Paths"]["Items"]
     assert sorted(paths) == sorted(["/" + key, "/" + key.removesuffix("index.html")])
     assert uploader.flush() == []
+
+
+def test_a_correction_and_a_withdrawal_invalidate_the_article_page(settings, s3_server):
+    from services.render import publish
+    from shared.ninjs import load_article
+    from tests.conftest import unique_article
+    from tests.render.test_publish import Recorder, accept
+
+    dist = distribution(s3_server.url)
+    rt = Runtime(replace(settings, cloudfront_distribution_id=dist, cloudfront_endpoint_url=s3_server.url))
+    doc = unique_article()
+    article = accept(rt, doc)
+    publish.reconcile(rt, article.id, 1, Recorder())
+    accept(rt, {**doc, "version": "2", "headline": "Corrected"})
+    publish.reconcile(rt, article.id, 2, Recorder())
+    rt.articles.request_withdraw(article.id)
+    publish.reconcile(rt, article.id, 2, Recorder())
+    client = boto3.client("cloudfront", endpoint_url=s3_server.url)
+    items = client.list_invalidations(DistributionId=dist)["InvalidationList"]["Items"]
+    page = "/" + rt.articles.get(article.id)["key"].removesuffix("index.html")
+    paths = [
+        client.get_invalidation(DistributionId=dist, Id=i["Id"])["Invalidation"]["InvalidationBatch"]["Paths"]["Items"]
+        for i in items
+    ]
+    assert len(paths) == 3 and all(page in p for p in paths)
+    assert load_article(doc).id == article.id
