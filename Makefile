@@ -23,8 +23,13 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
+# Every bench/*.py is a benchmark script; all run in sequence, and the target fails if any failed.
+BENCHMARKS := $(sort $(wildcard bench/*.py))
+
 bench: install
-	$(BIN)/python bench/ingest.py
+	@status=0; for script in $(BENCHMARKS); do \
+		echo "== $$script"; $(BIN)/python $$script || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) .pressroom test-artifacts .pytest_cache
