@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="compare every object with the bucket, not the upload cache (repairs objects changed outside Pressroom)",
+        help="forget the upload cache: write every object again (repairs objects changed outside Pressroom)",
     )
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the workers")
     p.set_defaults(func=cmd_rebuild)

@@ -36,6 +36,7 @@ def environment() -> Environment:
         autoescape=select_autoescape(["html", "xml"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the code; no stat() per page
     )
     env.filters["isodate"] = lambda d: d.isoformat() if isinstance(d, datetime) else ""
     env.filters["longdate"] = lambda d: d.strftime("%-d %B %Y, %H:%M UTC") if isinstance(d, datetime) else ""

@@ -19,16 +19,18 @@ ATTRIBUTES = {
 }
 
 
+_CLEANER = nh3.Cleaner(
+    tags=TAGS,
+    clean_content_tags={"script", "style", "iframe", "object", "embed", "noscript", "template"},
+    attributes=ATTRIBUTES,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer",
+)
+
+
 def clean_body(body_html: str) -> str:
-    """Keep the article's structure, drop scripts, styles, handlers and foreign URLs schemes."""
-    return nh3.clean(
-        body_html,
-        tags=TAGS,
-        clean_content_tags={"script", "style", "iframe", "object", "embed", "noscript", "template"},
-        attributes=ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
-    )
+    """Keep the article's structure, drop scripts, styles, handlers and foreign URL schemes."""
+    return _CLEANER.clean(body_html)
 
 
 def text_to_html(body_text: str) -> str:

@@ -51,7 +51,7 @@ def request_build(rt: Runtime, send: Callable[[], None]) -> bool:
 def build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]:
     """Render every dirty page; `rerender` queues article pages whose lists changed."""
     try:
-        with lease(rt.redis, BUILD_LOCK, wait=20):
+        with lease(rt.redis, BUILD_LOCK, wait=1):  # never hold a worker process just to wait
             return _build(rt, rerender)
     except LeaseBusy:
         raise BuildBusy() from None

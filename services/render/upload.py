@@ -1,7 +1,8 @@
 """Uploads to the site bucket: skip unchanged bytes, remember what changed, tell the CDN.
 
 The MD5 of every object Pressroom wrote is kept in Redis, so deciding that a page did not
-change costs no S3 request. `pressroom rebuild --force` forgets them.
+change costs no S3 request, and a new object costs one PUT. `pressroom rebuild --force`
+forgets them, so every object is written again.
 """
 
 from __future__ import annotations
@@ -48,9 +49,6 @@ class Uploader:
         digest = md5_hex(data)
         known = self.rt.redis.hget(ETAGS, key)
         if known is not None and known.decode() == digest:
-            return False
-        if known is None and self.rt.site.etag(key) == digest:
-            self.rt.redis.hset(ETAGS, key, digest)
             return False
         self.rt.site.put(key, data, content_type or content_type_for(key), cache_control)
         pipe = self.rt.redis.pipeline(transaction=False)

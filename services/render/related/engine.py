@@ -26,7 +26,7 @@ from services.render.related.scoring import DEFAULT, Tuning
 if TYPE_CHECKING:
     import redis
 
-LIST_SIZE = 10  # what "an article's top related list" means for fan-out
+LIST_SIZE = 5  # what "an article's top related list" means for fan-out: what a page shows
 TIE_DIGITS = 2
 WIDEN = 4  # candidates asked for the second time, as a multiple of Tuning.candidates
 
