@@ -117,18 +117,24 @@ class SiteIndex:
             return  # a forced re-render of an unchanged article changes no list
         for name in old - names:
             self._remove_from(aid, name)
+        # three round trips whatever the number of lists: ranks before, move, ranks after
+        pipe = self.redis.pipeline(transaction=False)
         for listing in listings:
-            self.redis.hset(TOPIC_NAMES, listing.name, listing.title)
-            lkey = listing.key
-            before = self.redis.zrank(lkey, aid)
-            self.redis.zadd(lkey, {aid: entry["published"]})
-            after = self.redis.zrank(lkey, aid)
-            rank = min(r for r in (before, after) if r is not None)
-            self.mark(f"list:{listing.name}", rank)
+            pipe.zrank(listing.key, aid)
+        before = pipe.execute()
         pipe = self.redis.pipeline()
+        pipe.hset(TOPIC_NAMES, mapping={listing.name: listing.title for listing in listings})
+        for listing in listings:
+            pipe.zadd(listing.key, {aid: entry["published"]})
+        for listing in listings:
+            pipe.zrank(listing.key, aid)
         pipe.hset(CARDS, aid, json.dumps(entry, separators=(",", ":")))
         pipe.delete(MEMBERSHIP + aid)
         pipe.sadd(MEMBERSHIP + aid, *names)
+        after = pipe.execute()[1 + len(listings) : 1 + 2 * len(listings)]
+        pipe = self.redis.pipeline(transaction=False)
+        for listing, was, now in zip(listings, before, after, strict=True):
+            self.mark(f"list:{listing.name}", min(r for r in (was, now) if r is not None), pipe=pipe)
         pipe.execute()
         self._mark_feeds_and_sitemaps(entry, previous)
 
