@@ -274,27 +274,16 @@ class SubscriptionStore:
         return sub
 
     def delete(self, sid: str) -> Subscription:
-        """Remove the subscription and its index entries (under WATCH: a concurrent change of
-        topics cannot leave entries behind). Raises NotFound."""
-        if not _valid_id(sid):
-            raise NotFound(sid)
-        key = sub_key(sid)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.hgetall(key)
-                    if not raw:
-                        raise NotFound(sid)
-                    sub = Subscription.from_hash(raw)
-                    pipe.multi()
-                    _index(pipe, sub, add=False)
-                    pipe.delete(key)
-                    pipe.srem(ALL_SUBSCRIPTIONS, sid)
-                    pipe.execute()
-                    return sub
-                except redis.WatchError:
-                    continue
+        """Remove the subscription and its index entries. Raises NotFound."""
+
+        def remove(pipe, raw: dict) -> Subscription:
+            sub = Subscription.from_hash(raw)
+            _index(pipe, sub, add=False)
+            pipe.delete(sub_key(sid))
+            pipe.srem(ALL_SUBSCRIPTIONS, sid)
+            return sub
+
+        return self._watched(sid, remove)
 
     def disable(self, sid: str, reason: str, now: float | None = None) -> Subscription | None:
         """Stop all deliveries to a subscriber whose endpoint said so (410) or kept failing."""
@@ -319,7 +308,22 @@ class SubscriptionStore:
         self._failing(keys=[sub_key(sid)], args=[""])
 
     def _rewrite(self, sid: str, change) -> Subscription:
-        """Read-modify-write under WATCH, keeping the index in step with status, topics and events."""
+        """Read-modify-write, keeping the index in step with status, topics and events."""
+
+        def write(pipe, raw: dict) -> Subscription:
+            before, after = Subscription.from_hash(raw), change(Subscription.from_hash(raw))
+            if before.status == "active":
+                _index(pipe, before, add=False)
+            if after.status == "active":
+                _index(pipe, after, add=True)
+            pipe.hset(sub_key(sid), mapping=after.to_hash())
+            return after
+
+        return self._watched(sid, write)
+
+    def _watched(self, sid: str, write) -> Subscription:
+        """Run `write(pipe, stored_hash)` in a MULTI under WATCH of the subscription, retrying on a
+        concurrent change, so the index never keeps entries for topics it no longer has."""
         if not _valid_id(sid):
             raise NotFound(sid)
         key = sub_key(sid)
@@ -330,16 +334,10 @@ class SubscriptionStore:
                     raw = pipe.hgetall(key)
                     if not raw:
                         raise NotFound(sid)
-                    before = Subscription.from_hash(raw)
-                    after = change(Subscription.from_hash(raw))
                     pipe.multi()
-                    if before.status == "active":
-                        _index(pipe, before, add=False)
-                    if after.status == "active":
-                        _index(pipe, after, add=True)
-                    pipe.hset(key, mapping=after.to_hash())
+                    result = write(pipe, raw)
                     pipe.execute()
-                    return after
+                    return result
                 except redis.WatchError:
                     continue
 
