@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import shutil
 import signal
 import socket
@@ -141,9 +140,3 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
         self.children.clear()
-
-
-def env_with(base: dict[str, str] | None = None, **values: str) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env.update(values)
-    return env

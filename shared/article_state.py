@@ -161,11 +161,6 @@ class ArticleState:
             return True
         return _s(self.redis.get(key)) == aid
 
-    def release_path(self, aid: str, path: str) -> None:
-        key = keys.path_claim(path)
-        if _s(self.redis.get(key)) == aid:
-            self.redis.delete(key)
-
     # outbox: accepted work not yet handed to the broker
     def outbox_done(self, aid: str, version: int) -> None:
         self.redis.zrem(keys.OUTBOX, f"{aid}:{version}")
