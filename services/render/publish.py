@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from marshmallow import ValidationError
+
 from services.render import lists
 from services.render.pages import SiteContext, article_page
 from services.render.photos import PhotoError, ProcessedPhoto, process_photo
@@ -188,7 +190,10 @@ def _load(rt: Runtime, doc_key: str) -> Article:
         raw = rt.data.get(doc_key).body
     except FileNotFoundError:
         raise PermanentFailure(f"stored document {doc_key} is missing") from None
-    return load_article(json.loads(raw))
+    try:
+        return load_article(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise PermanentFailure(f"stored document {doc_key} is unreadable: {str(exc)[:200]}") from None
 
 
 def page_path(article: Article) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery, shared_task
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from services.render import publish, site_build
@@ -14,7 +15,8 @@ from shared.storage import StorageUnavailable
 
 log = logging.getLogger("pressroom.render")
 
-TRANSIENT = (StorageUnavailable, RedisError, site_build.BuildBusy, ConnectionError, TimeoutError)
+# OperationalError: the broker refused a follow-up task (notify event, site build)
+TRANSIENT = (StorageUnavailable, RedisError, OperationalError, site_build.BuildBusy, ConnectionError, TimeoutError)
 RETRY = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,
@@ -70,6 +72,9 @@ def render_article(self, article_id: str, version: int, force: bool = False, reb
             publish.mark_failed(rt, article_id, int(version), f"gave up after retries: {exc}")
         elif self.request.retries == 0:
             rt.articles.log(article_id, "retrying", int(version), reason=str(exc)[:300])
+        raise
+    except Exception as exc:  # a bug, not the article: say so where operators look, then fail loudly
+        publish.mark_failed(rt, article_id, int(version), f"unexpected {type(exc).__name__}: {str(exc)[:300]}")
         raise
     if rebuild:
         rt.redis.hincrby(keys.rebuild_progress(rebuild), outcome.action, 1)

@@ -136,3 +136,16 @@ def parse_tags(html: str) -> list[tuple[str, dict]]:
 
     Collector().feed(html)
     return found
+
+
+def test_an_unreadable_stored_document_fails_the_article_with_a_reason(api, workers, rt, settings):
+    from shared import tasknames
+    from shared.celery_app import create_celery
+
+    aid = post(api, unique_article())["id"]
+    wait_status(api, aid, "published")
+    doc_key = rt.articles.get(aid)["doc_key"]
+    rt.data.put(doc_key, b"{not json", "application/json")
+    create_celery(settings).send_task(tasknames.RENDER_ARTICLE, args=[aid, 1], kwargs={"force": True})
+    status = wait_status(api, aid, "failed")
+    assert "is unreadable" in status["reason"] and status["timeline"][-1]["event"] == "failed"
