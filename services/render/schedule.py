@@ -12,7 +12,7 @@ import time
 
 from celery import shared_task
 
-from services.render.site_index import DIRTY, SiteIndex
+from services.render.site_index import BUILDING, DIRTY, SiteIndex
 from services.render.tasks import queue_site_build
 from shared import keys, tasknames
 from shared.runtime import runtime_for
@@ -66,7 +66,7 @@ def site_tick(self) -> None:
     index = SiteIndex(rt.redis)
     for field in ("lists", "sitemap-news", "sitemap-index"):
         index.mark(field)
-    if rt.redis.exists(DIRTY):
+    if rt.redis.exists(DIRTY, BUILDING):
         queue_site_build(self.app, rt)
 
 

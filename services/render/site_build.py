@@ -71,6 +71,7 @@ def _build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]
         raise
     if articles:
         rerender(articles)
+    index.done_building()
     changed = uploader.flush()
     log.info("site build: %d marks, %d objects changed", len(marks), len(changed))
     return {"pages": len(marks), "uploaded": len(changed)}

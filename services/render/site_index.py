@@ -25,8 +25,20 @@ CARDS = f"{P}:cards"
 MEMBERSHIP = f"{P}:member:"  # + aid -> set of list names
 TOPIC_NAMES = f"{P}:topic-names"  # list name -> display name
 DIRTY = f"{P}:dirty"  # field -> min rank changed (lists) or "0"
+BUILDING = f"{P}:building"  # the marks a build has taken; only a finished build deletes them
 PAGE_SIZE = 20
 EDITORS_CHOICE = "Editor's choice"
+
+# KEYS: dirty, building: move every mark into building (keeping the smaller rank), return building
+_TAKE = """
+local marks = redis.call('HGETALL', KEYS[1])
+for i = 1, #marks, 2 do
+  local cur = redis.call('HGET', KEYS[2], marks[i])
+  if (not cur) or tonumber(marks[i + 1]) < tonumber(cur) then redis.call('HSET', KEYS[2], marks[i], marks[i + 1]) end
+end
+redis.call('DEL', KEYS[1])
+return redis.call('HGETALL', KEYS[2])
+"""
 
 # KEYS: dirty; ARGV: field, rank  (keep the smallest changed rank per field)
 _MARK = """
@@ -102,6 +114,7 @@ class SiteIndex:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._mark = client.register_script(_MARK)
+        self._take = client.register_script(_TAKE)
 
     def mark(self, field: str, rank: int = 0, pipe=None) -> None:
         self._mark(keys=[DIRTY], args=[field, rank], client=pipe or self.redis)
@@ -212,17 +225,25 @@ class SiteIndex:
         return out
 
     def take_dirty(self) -> dict[str, int]:
-        """Atomically take every dirty mark (the builder renders them; new marks start afresh)."""
-        pipe = self.redis.pipeline()
-        pipe.hgetall(DIRTY)
-        pipe.delete(DIRTY)
-        marks, _ = pipe.execute()
-        return {_s(k): int(_s(v)) for k, v in marks.items()}
+        """Take every dirty mark, plus those of a build that died before finishing.
+
+        Marks move to a `building` hash rather than vanish, so a build process killed halfway
+        leaves them for the next build; `done_building` drops them once the pages are up.
+        New marks start afresh in the dirty hash meanwhile.
+        """
+        flat = self._take(keys=[DIRTY, BUILDING])
+        return {_s(flat[i]): int(_s(flat[i + 1])) for i in range(0, len(flat), 2)}
+
+    def done_building(self) -> None:
+        self.redis.delete(BUILDING)
 
     def restore_dirty(self, marks: dict[str, int]) -> None:
         """Put marks back after a failed build so nothing is forgotten."""
+        pipe = self.redis.pipeline(transaction=False)
         for field, rank in marks.items():
-            self.mark(field, rank)
+            self.mark(field, rank, pipe=pipe)
+        pipe.delete(BUILDING)
+        pipe.execute()
 
 
 def _s(value) -> str:

@@ -130,5 +130,22 @@ def test_a_forced_rerender_of_an_unchanged_article_marks_no_list(rt):
     publish.reconcile(rt, article.id, 1, Recorder())
     index = SiteIndex(rt.redis)
     assert "list:home" in index.take_dirty()
+    index.done_building()
     publish.reconcile(rt, article.id, 1, Recorder(), force=True)
     assert not [m for m in index.take_dirty() if m.startswith("list:")]
+
+
+def test_marks_taken_by_a_build_that_died_are_built_by_the_next(rt):
+    from services.render import site_build
+    from services.render.site_index import BUILDING, SiteIndex
+
+    article = accept(rt, unique_article())
+    publish.reconcile(rt, article.id, 1, Recorder())
+    index = SiteIndex(rt.redis)
+    taken = index.take_dirty()  # a build took these marks, then its process was killed
+    assert "list:home" in taken
+    result = site_build.build(rt, lambda ids: None)
+    assert result["pages"] >= len(taken)
+    assert not rt.redis.hexists(BUILDING, "list:home")  # done: nothing left over
+    url = rt.articles.get(article.id)["url"]
+    assert url in rt.site.get("index.html").body.decode()
