@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
 log = logging.getLogger("pressroom.ingest")
 
@@ -30,6 +30,12 @@ def init_app(app: Flask) -> None:
         response = jsonify(payload)
         response.headers.update(headers)
         return response, code
+
+    @app.errorhandler(RecursionError)
+    def too_deep(error: RecursionError):
+        """JSON nested past Python's recursion limit, from any parser (ours, Flask's, webargs')."""
+        payload, code, _ = error_payload(BadRequest("The JSON body is nested too deeply."))
+        return jsonify(payload), code
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

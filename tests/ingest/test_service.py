@@ -45,3 +45,18 @@ def test_openapi_documents_the_contract(client):
     assert {"uri", "guid", "version", "headline", "body_html", "associations"} <= set(article)
     assert "get" in spec["paths"]["/v1/articles/{article_id}"]
     assert "delete" in spec["paths"]["/v1/articles/{article_id}"]
+
+
+def test_json_nested_too_deeply_is_400_on_every_endpoint(client):
+    from tests.conftest import auth_headers
+
+    body = b"[" * 100_000 + b"]" * 100_000
+    json_auth = {**auth_headers(), "Content-Type": "application/json"}
+    answers = [
+        client.post("/v1/articles", data=body, headers=signed(body)),
+        client.post("/v1/events/pageview", data=body),
+        client.put("/v1/collections/editors-choice", data=body, headers=json_auth),
+        client.post("/v1/subscriptions", data=body, headers=json_auth),
+    ]
+    assert [a.status_code for a in answers] == [400] * 4
+    assert {a.get_json()["message"] for a in answers} == {"The JSON body is nested too deeply."}
