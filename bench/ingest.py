@@ -231,6 +231,17 @@ class Children:
         self.procs.append((name, proc))
         return proc
 
+    def start_storage(self, workdir: Path) -> tuple[int, int]:
+        """redis-server (AOF on, as in docker-compose.yml) and moto's S3 server; returns their ports."""
+        from pressroom import processes
+
+        redis_port, s3_port = processes.free_port(), processes.free_port()
+        proc = self.start("redis", processes.redis_command(redis_port, str(workdir), persist=True))
+        processes.wait_for_port(redis_port, 15, proc)
+        proc = self.start("s3", processes.moto_command(s3_port))
+        processes.wait_for_port(s3_port, 30, proc)
+        return redis_port, s3_port
+
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
@@ -277,12 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(aws)  # this process's own boto3 clients (bucket creation, PutObject baseline)
     try:
-        redis_port, s3_port, api_port, bare_port = (processes.free_port() for _ in range(4))
         # AOF on, as in docker-compose.yml: the state Pressroom writes per request is durable there too.
-        proc = children.start("redis", processes.redis_command(redis_port, str(workdir), persist=True))
-        processes.wait_for_port(redis_port, 15, proc)
-        proc = children.start("s3", processes.moto_command(s3_port))
-        processes.wait_for_port(s3_port, 30, proc)
+        redis_port, s3_port = children.start_storage(workdir)
+        api_port, bare_port = processes.free_port(), processes.free_port()
         env = {
             **os.environ,
             **aws,

@@ -477,7 +477,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import redis as redis_lib
 
-    from pressroom import processes
     from shared import keys
     from shared.celery_app import create_celery
     from shared.runtime import Runtime
@@ -513,11 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{hugo_files} files")
 
         # the stack
-        redis_port, s3_port = processes.free_port(), processes.free_port()
-        proc = children.start("redis", processes.redis_command(redis_port, str(workdir), persist=True))
-        processes.wait_for_port(redis_port, 15, proc)
-        proc = children.start("s3", processes.moto_command(s3_port))
-        processes.wait_for_port(s3_port, 30, proc)
+        redis_port, s3_port = children.start_storage(workdir)
         env = {
             **os.environ, **aws,
             "PRESSROOM_REDIS_URL": f"redis://{HOST}:{redis_port}/0",
