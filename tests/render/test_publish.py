@@ -1,6 +1,7 @@
 """Reconciling an article's page with its state, on real Redis and S3, without Celery."""
 
 import json
+import uuid
 
 from services.ingest.articles.intake import accept_article
 from services.render import publish
@@ -139,13 +140,16 @@ def test_marks_taken_by_a_build_that_died_are_built_by_the_next(rt):
     from services.render import site_build
     from services.render.site_index import BUILDING, SiteIndex
 
-    article = accept(rt, unique_article())
+    topic = f"Crash {uuid.uuid4().hex[:8]}"
+    doc = unique_article()
+    doc["subject"] = [{"name": topic}]
+    article = accept(rt, doc)
     publish.reconcile(rt, article.id, 1, Recorder())
     index = SiteIndex(rt.redis)
     taken = index.take_dirty()  # a build took these marks, then its process was killed
-    assert "list:home" in taken
+    assert "list:home" in taken and f"list:topic:{keys.slugify(topic)}" in taken
     result = site_build.build(rt, lambda ids: None)
     assert result["pages"] >= len(taken)
     assert not rt.redis.hexists(BUILDING, "list:home")  # done: nothing left over
     url = rt.articles.get(article.id)["url"]
-    assert url in rt.site.get("index.html").body.decode()
+    assert url in rt.site.get(f"topic/{keys.slugify(topic)}/index.html").body.decode()
