@@ -14,11 +14,12 @@ indexed in the wrong order; each change is atomic in Redis either way.
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.render.related import lua, minhash, scoring
+from services.render.related import lua, minhash, rerank, scoring
 from services.render.related.document import RelatedDoc
 from services.render.related.keys import Keys
 from services.render.related.scoring import DEFAULT, Tuning
@@ -37,6 +38,18 @@ class Candidate:
     score: float
     published_at: float
     sketch: frozenset[int]
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """The first stage's answer: the article's own sketch, vector and statistics, and its candidates."""
+
+    sketch: frozenset[int]
+    vector: rerank.Vector
+    language: str
+    articles: float
+    total_length: float
+    candidates: list[tuple[Candidate, rerank.Vector]]
 
 
 class RelatedIndex:
@@ -104,8 +117,8 @@ class RelatedIndex:
         for neighbour in neighbours:
             self._query(keys=[self.keys.ids], args=self._query_args(neighbour), client=pipe)
         affected = []
-        for neighbour, raw in zip(neighbours, pipe.execute(), strict=True):
-            theirs, their_candidates = _parse(raw)
+        for neighbour, (theirs, their_candidates) in zip(neighbours, self._rank([_parse(r) for r in pipe.execute()]),
+                                                         strict=True):
             if article_id in (c.id for c in self._pick(theirs, their_candidates, list_size)):
                 affected.append(neighbour)
         return affected
@@ -134,7 +147,7 @@ class RelatedIndex:
             keys=[self.keys.ids],
             args=[
                 self.keys.prefix, doc.id, analysis.language, repr(float(doc.published_at)), repr(analysis.length),
-                analysis.terms_arg(), "\n".join(analysis.entities), analysis.df_terms_blob(),
+                analysis.terms_arg(), "\n".join(analysis.entities), analysis.vector_blob(),
                 minhash.pack(analysis.sketch), analysis.digest, t.k1, t.b, t.posted_terms, t.entity_weight,
                 t.posting_cap,
             ],
@@ -147,8 +160,11 @@ class RelatedIndex:
         return "retry"
 
     def _remove_number(self, article_id: str, number: str) -> bool:
-        blob = self.redis.hget(self.keys.doc(number), "u")
-        df_terms = zlib.decompress(blob).decode("utf-8") if blob else ""
+        vector_blob, legacy = self.redis.hmget(self.keys.doc(number), ["f", "u"])
+        if vector_blob:
+            df_terms = "\n".join(rerank.Vector.from_blob(vector_blob, 0.0).terms())
+        else:  # a record written before full vectors were kept (analyzer version 2)
+            df_terms = zlib.decompress(legacy).decode("utf-8") if legacy else ""
         return bool(self._remove(keys=[self.keys.ids], args=[self.keys.prefix, article_id, number, df_terms]))
 
     def _query_args(self, article_id: str, limit: int | None = None) -> list:
@@ -159,7 +175,59 @@ class RelatedIndex:
         ]
 
     def _candidates(self, article_id: str, limit: int | None = None) -> tuple[frozenset[int], list[Candidate]]:
-        return _parse(self._query(keys=[self.keys.ids], args=self._query_args(article_id, limit)))
+        raw = self._query(keys=[self.keys.ids], args=self._query_args(article_id, limit))
+        return self._rank([_parse(raw)])[0]
+
+    def _rank(self, replies: list[_Reply | None]) -> list[tuple[frozenset[int], list[Candidate]]]:
+        """The second stage for each first-stage reply (`rerank.py`): full-vector BM25 with feedback.
+
+        Two pipelined round trips for all replies together: the document frequencies of each
+        article's own terms, then those of its best `feedback_docs` candidates' terms.
+        """
+        t = self.tuning
+        wanted = [r for r in replies if r is not None and r.candidates and r.vector.terms()]
+        own_terms = [r.vector.terms() for r in wanted]
+        dfs = self._dfs(wanted, own_terms)
+        plain, feedback_terms = [], []
+        for reply, df in zip(wanted, dfs, strict=True):
+            query = rerank.weights_of(reply.vector, df, reply.articles or 1.0, t)
+            avg = reply.total_length / (reply.articles or 1.0)
+            scores = [rerank.bm25(query, v, avg, t) for _, v in reply.candidates]
+            top = heapq.nlargest(t.feedback_docs, range(len(scores)), key=scores.__getitem__)
+            plain.append((query, avg, scores, top))
+            feedback_terms.append({term for i in top for term in reply.candidates[i][1].terms()} - df.keys())
+        for df, more in zip(dfs, self._dfs(wanted, [list(terms) for terms in feedback_terms]), strict=True):
+            df.update(more)
+        ranked = {}
+        for reply, df, (query, avg, scores, top) in zip(wanted, dfs, plain, strict=True):
+            n = reply.articles or 1.0
+            feedback = [(scores[i], rerank.weights_of(reply.candidates[i][1], df, n, t)) for i in top]
+            final = rerank.expanded(query, feedback, t)
+            ranked[id(reply)] = [rerank.bm25(final, v, avg, t) for _, v in reply.candidates]
+        out = []
+        for reply in replies:
+            if reply is None:
+                out.append((frozenset(), []))
+                continue
+            scores = ranked.get(id(reply)) or [c.score for c, _ in reply.candidates]
+            out.append((reply.sketch, [
+                Candidate(c.id, score, c.published_at, c.sketch)
+                for (c, _), score in zip(reply.candidates, scores, strict=True)
+            ]))
+        return out
+
+    def _dfs(self, replies: list[_Reply], terms: list[list[str]]) -> list[dict[str, float]]:
+        """Document frequencies of each reply's terms (in its language), one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for reply, names in zip(replies, terms, strict=True):
+            if names:
+                pipe.hmget(self.keys.df(reply.language), names)
+        answers = iter(pipe.execute() if any(terms) else [])
+        out = []
+        for names in terms:
+            counts = next(answers) if names else []
+            out.append({term: float(c) for term, c in zip(names, counts, strict=True) if c is not None})
+        return out
 
     def _pick(
         self, own: frozenset[int], candidates: list[Candidate], k: int, collapse: bool = True
@@ -189,15 +257,24 @@ class RelatedIndex:
         return picked
 
 
-def _parse(raw: list) -> tuple[frozenset[int], list[Candidate]]:
+def _parse(raw: list) -> _Reply | None:
     if not raw:
-        return frozenset(), []
-    own = frozenset(minhash.unpack(raw[0]))
+        return None
     candidates = [
-        Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), frozenset(minhash.unpack(raw[i + 3])))
-        for i in range(1, len(raw) - 3, 4)
+        (
+            Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), frozenset(minhash.unpack(raw[i + 3]))),
+            rerank.Vector.from_blob(raw[i + 4], float(raw[i + 5] or 0)),
+        )
+        for i in range(5, len(raw) - 5, 6)
     ]
-    return own, candidates
+    return _Reply(
+        sketch=frozenset(minhash.unpack(raw[0])),
+        vector=rerank.Vector.from_blob(raw[1], 0.0),
+        language=_s(raw[2]),
+        articles=float(raw[3] or 1),
+        total_length=float(raw[4] or 0),
+        candidates=candidates,
+    )
 
 
 def _s(value) -> str:

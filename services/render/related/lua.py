@@ -29,7 +29,7 @@ end
 """
 
 # KEYS: ids
-# ARGV: prefix, id, lang, ts, length, terms ("term\ttf" lines), entities (lines), df-terms blob, sketch,
+# ARGV: prefix, id, lang, ts, length, terms ("term\ttf" lines), entities (lines), full-vector blob, sketch,
 #       digest, k1, b, posted_terms, entity_weight, posting_cap
 # Returns {1} when added, {0, digest} when the id is already indexed (the caller decides).
 ADD = _HELPERS + """
@@ -81,7 +81,7 @@ for _, s in ipairs(stored) do s[3] = round4(s[3] / mass) end
 local v = '[]'
 if #stored > 0 then v = cjson.encode(stored) end
 redis.call('HSET', prefix .. ':d:' .. number, 'id', id, 'lang', lang, 'ts', ARGV[4], 'dl', ARGV[5],
-  'v', v, 'u', ARGV[8], 'sig', ARGV[9], 'h', ARGV[10])
+  'v', v, 'f', ARGV[8], 'sig', ARGV[9], 'h', ARGV[10])
 redis.call('HSET', KEYS[1], id, number)
 return {1}
 """
@@ -115,20 +115,23 @@ return 1
 # KEYS: ids
 # ARGV: prefix, id, query_terms, posting_reads, min_reads, feedback_docs, expansion_terms,
 #       expansion_reads, feedback_mix, candidates
-# Returns {own sketch, id, score, ts, sketch, id, score, ts, sketch, ...}, best first; {} if unknown.
+# Returns {own sketch, own full vector, lang, n, total length, then per candidate: id, score, ts, sketch,
+#          full vector, length}, best first; {} if unknown. The full vectors feed `rerank.py`.
 QUERY = _HELPERS + """
 local prefix = ARGV[1]
 local num = redis.call('HGET', KEYS[1], ARGV[2])
 if not num then return {} end
-local rec = redis.call('HMGET', prefix .. ':d:' .. num, 'lang', 'v', 'sig')
+local rec = redis.call('HMGET', prefix .. ':d:' .. num, 'lang', 'v', 'sig', 'f')
 if not rec[2] then return {} end
 local lang = rec[1]
+local stats = redis.call('HMGET', prefix .. ':stats:' .. lang, 'n', 'len')
+local out = {rec[3], rec[4] or '', lang, stats[1] or '1', stats[2] or '0'}
 local vec = cjson.decode(rec[2])
-if #vec == 0 then return {rec[3]} end
+if #vec == 0 then return out end
 local tq, reads, min_reads = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local r, e, ereads = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local alpha, c = tonumber(ARGV[9]), tonumber(ARGV[10])
-local n = tonumber(redis.call('HGET', prefix .. ':stats:' .. lang, 'n') or '1')
+local n = tonumber(stats[1] or '1')
 local posting = prefix .. ':t:' .. lang .. ':'
 
 local names = {}
@@ -197,14 +200,15 @@ if r > 0 and e > 0 and alpha > 0 then
   end
 end
 
-local out = {rec[3]}
 for _, x in ipairs(best(acc, c)) do
-  local meta = redis.call('HMGET', prefix .. ':d:' .. x[1], 'id', 'ts', 'sig')
+  local meta = redis.call('HMGET', prefix .. ':d:' .. x[1], 'id', 'ts', 'sig', 'f', 'dl')
   if meta[1] then
     out[#out + 1] = meta[1]
     out[#out + 1] = tostring(x[2])
     out[#out + 1] = meta[2]
     out[#out + 1] = meta[3] or ''
+    out[#out + 1] = meta[4] or ''
+    out[#out + 1] = meta[5] or '0'
   end
 end
 return out

@@ -24,6 +24,7 @@ prepares each article's input (`analyse`) and holds the knobs (`Tuning`).
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from services.render.related.document import RelatedDoc
 from services.render.related.tokenize import language_key, strip_dateline, terms_of, words
 
 # Bump when analysis changes, so re-indexing an unchanged article still replaces its terms.
-ANALYZER_VERSION = "2"
+ANALYZER_VERSION = "3"
 ENTITY_MARK = "@"  # words never contain '@', so entity terms cannot collide with them
 
 
@@ -55,8 +56,9 @@ class Tuning:
     feedback_docs: int = 10
     expansion_terms: int = 10
     expansion_reads: int = 500  # posting entries read for expansion terms not yet read
-    feedback_mix: float = 0.7  # share of the expanded query that comes from feedback
-    candidates: int = 40  # scored candidates handed back for near-duplicate collapsing
+    feedback_mix: float = 0.5  # share of the expanded query that comes from feedback
+    candidates: int = 100  # first-stage candidates scored again with full vectors (rerank.py)
+    rerank_expansion_terms: int = 30  # feedback terms added to the full-vector query (rerank.py)
     duplicate_threshold: float = minhash.THRESHOLD
 
 
@@ -78,9 +80,14 @@ class Analysis:
         """Word terms and frequencies as one "term<TAB>tf" line each: one argument, not hundreds."""
         return "\n".join(f"{t}\t{f:g}" for t, f in self.tf.items())
 
-    def df_terms_blob(self) -> bytes:
-        """Every term the article counts in document frequencies, compressed, for its removal."""
-        return zlib.compress("\n".join([*self.tf, *self.entities]).encode("utf-8"))
+    def vector_blob(self) -> bytes:
+        """The full term vector, compressed: what the rerank scores and what removal un-counts.
+
+        Stored whole because the posted terms are only the article's best few; the rerank
+        needs every term to score long articles as batch BM25 would. JSON, because its C
+        decoder is the fastest way back to a dict.
+        """
+        return zlib.compress(json.dumps([self.tf, self.entities], ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def analyse(doc: RelatedDoc, tuning: Tuning = DEFAULT) -> Analysis:

@@ -12,7 +12,7 @@ import redis
 
 from tests.conftest import ROOT
 
-LAST_LINE = re.compile(r"^P@5=(\d\.\d{3}) P@10=(\d\.\d{3}) index_ms=(\d+\.\d{2}) query_ms=(\d+\.\d{2})$")
+LAST_LINE = re.compile(r"^[\w.-]+: P@5=(\d\.\d{3}) P@10=(\d\.\d{3}) index_ms=(\d+\.\d{2}) query_ms=(\d+\.\d{2})$")
 DESKS = {
     "Sports": "match goal striker league coach stadium season cup keeper derby injury transfer".split(),
     "Business": "shares profit market investor bank earnings merger stock revenue inflation bond dividend".split(),
@@ -73,3 +73,25 @@ def test_eval_rejects_a_bad_record_with_its_line_number(tmp_path):
     done = run_eval(str(records))
     assert done.returncode == 2
     assert "bad.jsonl:2" in done.stderr and "category" in done.stderr
+
+
+def test_eval_reports_every_set_beside_same_run_tfidf_and_bm25(tmp_path):
+    easy, mixed = tmp_path / "easy.jsonl", tmp_path / "mixed.jsonl"
+    write_records(easy)
+    rows = [json.loads(line) for line in easy.read_text().splitlines()]
+    for i, row in enumerate(rows):  # every third label is wrong: no method can be perfect on it
+        if i % 3 == 0:
+            row["category"] = "Noise"
+    mixed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = run_eval(str(easy), str(mixed), "--strict")
+    out = done.stdout
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("easy.jsonl", "mixed"))
+             and "P@5=" not in line}
+    assert set(table) == {"easy.jsonl", "mixed.jsonl"}, out
+    engine5, tfidf5, bm255 = (float(table["mixed.jsonl"][i]) for i in (2, 4, 6))
+    assert 0 < tfidf5 < 1 and 0 < bm255 < 1 and 0 < engine5 < 1
+    assert float(table["easy.jsonl"][4]) > tfidf5  # the references really ran on each set
+    holds = all(float(row[2]) >= float(row[4]) - 5e-4 and float(row[3]) >= float(row[5]) - 5e-4
+                for row in table.values())
+    assert done.returncode == (0 if holds else 1), out
+    assert ("engine at or above TF-IDF on every set" in out) == holds
