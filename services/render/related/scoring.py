@@ -33,7 +33,7 @@ from services.render.related.document import RelatedDoc
 from services.render.related.tokenize import language_key, strip_dateline, terms_of, words
 
 # Bump when analysis changes, so re-indexing an unchanged article still replaces its terms.
-ANALYZER_VERSION = "2"
+ANALYZER_VERSION = "3"
 ENTITY_MARK = "@"  # words never contain '@', so entity terms cannot collide with them
 
 
