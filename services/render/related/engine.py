@@ -237,6 +237,9 @@ class RelatedIndex:
         With `collapse` off, near-duplicates of each other are all kept (fan-out: every copy
         of a story may list the new article); near-duplicates of `own` are always skipped.
 
+        Candidates scoring under `Tuning.min_score_share` of the best are not related enough
+        to list: in a small or young index they are whatever shares a word or two.
+
         Scores within about 1% of each other (equal to `TIE_DIGITS` decimals as a share of
         the best) count as equal: differences that small come from when articles were
         indexed (length normalisation and feedback weights use the corpus statistics of
@@ -244,7 +247,11 @@ class RelatedIndex:
         """
         threshold = self.tuning.duplicate_threshold
         top = max((c.score for c in candidates), default=0.0) or 1.0
-        ordered = sorted(candidates, key=lambda c: (-round(c.score / top, TIE_DIGITS), -c.published_at, c.id))
+        floor = self.tuning.min_score_share * top
+        ordered = sorted(
+            (c for c in candidates if c.score >= floor),
+            key=lambda c: (-round(c.score / top, TIE_DIGITS), -c.published_at, c.id),
+        )
         picked: list[Candidate] = []
         for candidate in ordered:
             if len(picked) >= k:

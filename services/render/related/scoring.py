@@ -59,6 +59,7 @@ class Tuning:
     feedback_mix: float = 0.5  # share of the expanded query that comes from feedback
     candidates: int = 100  # first-stage candidates scored again with full vectors (rerank.py)
     rerank_expansion_terms: int = 30  # feedback terms added to the full-vector query (rerank.py)
+    min_score_share: float = 0.1  # of the best score: weaker candidates are never listed
     duplicate_threshold: float = minhash.THRESHOLD
 
 

@@ -15,7 +15,7 @@ Each figure is the best pass in ms per article, with its ratio to the s-stemmer 
 the same run; passes take every set-up in turn, so a busy machine slows them alike.
 Cached rows start from an empty cache each pass, so they include the misses.
 
-    python bench/tokenize.py [--passes 5]
+    python bench/tokenizing.py [--passes 5]
 """
 
 from __future__ import annotations
