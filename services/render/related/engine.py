@@ -147,7 +147,7 @@ class RelatedIndex:
             keys=[self.keys.ids],
             args=[
                 self.keys.prefix, doc.id, analysis.language, repr(float(doc.published_at)), repr(analysis.length),
-                analysis.terms_arg(), "\n".join(analysis.entities), analysis.vector_blob(),
+                analysis.terms_arg(), "\n".join(analysis.entities), rerank.blob_of(analysis.tf, analysis.entities),
                 minhash.pack(analysis.sketch), analysis.digest, t.k1, t.b, t.posted_terms, t.entity_weight,
                 t.posting_cap,
             ],
@@ -202,8 +202,13 @@ class RelatedIndex:
         for reply, df, (query, avg, scores, top) in zip(wanted, dfs, plain, strict=True):
             n = reply.articles or 1.0
             feedback = [(scores[i], rerank.weights_of(reply.candidates[i][1], df, n, t)) for i in top]
-            final = rerank.expanded(query, feedback, t)
-            ranked[id(reply)] = [rerank.bm25(final, v, avg, t) for _, v in reply.candidates]
+            expansion = rerank.expansion(feedback, t)
+            alpha = t.feedback_mix if expansion else 0.0
+            mass = sum(query.values()) or 1.0
+            ranked[id(reply)] = [
+                (1 - alpha) * plain / mass + (alpha * rerank.bm25(expansion, v, avg, t) if alpha else 0.0)
+                for plain, (_, v) in zip(scores, reply.candidates, strict=True)
+            ]
         out = []
         for reply in replies:
             if reply is None:

@@ -24,8 +24,6 @@ prepares each article's input (`analyse`) and holds the knobs (`Tuning`).
 from __future__ import annotations
 
 import hashlib
-import json
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -80,15 +78,6 @@ class Analysis:
     def terms_arg(self) -> str:
         """Word terms and frequencies as one "term<TAB>tf" line each: one argument, not hundreds."""
         return "\n".join(f"{t}\t{f:g}" for t, f in self.tf.items())
-
-    def vector_blob(self) -> bytes:
-        """The full term vector, compressed: what the rerank scores and what removal un-counts.
-
-        Stored whole because the posted terms are only the article's best few; the rerank
-        needs every term to score long articles as batch BM25 would. JSON, because its C
-        decoder is the fastest way back to a dict.
-        """
-        return zlib.compress(json.dumps([self.tf, self.entities], ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def analyse(doc: RelatedDoc, tuning: Tuning = DEFAULT) -> Analysis:
