@@ -301,7 +301,11 @@ class Supervisor:
             time.sleep(0.5)
 
     def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM to every child, servers last, so workers finish with Redis and S3 still there."""
+        """SIGTERM to every child, servers last, so workers finish with Redis and S3 still there.
+
+        From here the console shows errors only: shutdown chatter is not news.
+        """
+        self.console_level = max(self.console_level, logging.ERROR)
         for group in ([c for c in self.children if not c.service], [c for c in self.children if c.service]):
             for child in reversed(group):
                 if child.proc.poll() is None:
