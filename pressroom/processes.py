@@ -213,6 +213,7 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
     logs: dict[str, LogFile] = field(default_factory=dict)
     console_lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: bool = False
 
     def say(self, message: str) -> None:
         with self.console_lock:
@@ -273,16 +274,16 @@ class Supervisor:
             self.say(f"{child.name:<14}| {line}")
 
     def watch(self, max_restarts: int = 5, window: float = 60.0, every: Callable[[], None] | None = None) -> str | None:
-        """Block until a child exits for good (returns its name) or a signal interrupts.
+        """Block until a child exits for good (returns its name), `stop` begins (None) or a signal interrupts.
 
         A restartable child that exits is started again, unless it exits more than
         `max_restarts` times within `window` seconds (then it is broken, not unlucky).
         `every` is called on each turn of the loop (twice a second).
         """
         exits: dict[str, list[float]] = {}
-        while True:
+        while not self.stopping:
             for index, child in enumerate(list(self.children)):
-                if child.proc.poll() is None:
+                if child.proc.poll() is None or self.stopping:
                     continue
                 self.report_exit(child)
                 if not child.restart:
@@ -305,6 +306,7 @@ class Supervisor:
 
         From here the console shows errors only: shutdown chatter is not news.
         """
+        self.stopping = True
         self.console_level = max(self.console_level, logging.ERROR)
         for group in ([c for c in self.children if not c.service], [c for c in self.children if c.service]):
             for child in reversed(group):

@@ -7,6 +7,7 @@ from shared.logs import configure_logging
 from shared.settings import Settings
 
 app = create_celery(Settings.from_env(), include_tasks=True)
+configure_logging(app.pressroom_settings)  # from import on: Celery warns (as root, say) before its logging setup
 
 
 @signals.setup_logging.connect(weak=False)
