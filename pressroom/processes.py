@@ -136,6 +136,7 @@ def seaweed_command(binary: str, directory: str, s3_port: int) -> list[str]:
 
 LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
           "CRITICAL": logging.CRITICAL}
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours its startup lines
 TEXT_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 
@@ -250,10 +251,11 @@ class Supervisor:
         log = self.logs[name]
         level = logging.WARNING  # output before the first record (an import error) is worth showing
         for line in iter(proc.stdout.readline, b""):
-            log.write(line)
             if raw:
+                log.write(line)
                 continue
-            text = line.decode(errors="replace").rstrip("\n")
+            text = ANSI_STYLE.sub("", line.decode(errors="replace").rstrip("\n"))
+            log.write(text.encode() + b"\n")
             level = line_level(text, level)
             if level >= self.console_level:
                 self.say(f"{name:<14}| {text}")

@@ -26,7 +26,7 @@ PERIODIC_TASKS = frozenset(
         tasknames.SCHEDULER_NOTIFY_RETRIES,
     }
 )
-CELERY_ROUTINE_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy")
+CELERY_ROUTINE_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy", "celery.worker.request")
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,13 +69,8 @@ class PeriodicTickFilter(logging.Filter):
         if record.levelno > logging.INFO:
             return True
         args = record.args
-        if isinstance(args, dict):
-            name = args.get("name")
-        elif isinstance(args, tuple) and len(args) == 2:
-            name = args[1]  # celery.beat: "Sending due task %s (%s)" % (entry name, task name)
-        else:
-            return True
-        return name not in PERIODIC_TASKS
+        values = args.values() if isinstance(args, dict) else args if isinstance(args, tuple) else ()
+        return not any(isinstance(value, str) and value in PERIODIC_TASKS for value in values)
 
 
 def formatter(settings: Settings) -> logging.Formatter:

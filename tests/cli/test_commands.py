@@ -294,7 +294,8 @@ def test_run_keeps_articles_and_pages_across_a_restart_and_fresh_starts_empty(tm
     finally:
         assert first.stop() == 0
     assert_quiet_console_and_child_logs(first.output(), state / "logs", aid)
-    assert (state / "redis" / "appendonlydir").is_dir() and any((state / "s3").iterdir())
+    assert any(p.name.startswith("appendonly") for p in (state / "redis").iterdir())  # Redis 6 file, 7 dir
+    assert any((state / "s3").iterdir())
 
     second = Run(state)
     try:

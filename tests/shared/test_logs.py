@@ -56,12 +56,13 @@ def test_text_lines_start_with_time_and_level(restore_logging):
 
 def test_routine_celery_lines_about_periodic_tasks_are_dropped_and_the_rest_kept(restore_logging):
     stream = configured("text")
-    trace, strategy, beat = (logging.getLogger(name) for name in logs.CELERY_ROUTINE_LOGGERS)
+    beat, trace, strategy, request = (logging.getLogger(name) for name in logs.CELERY_ROUTINE_LOGGERS)
     for name in sorted(logs.PERIODIC_TASKS):
-        # the very calls Celery makes (celery.beat.Scheduler.apply_entry, celery.app.trace, strategy)
+        # the very calls Celery makes (Scheduler.apply_entry, trace, strategy, Request for an expired message)
         beat.info("Scheduler: Sending due task %s (%s)", name.replace(".", "-"), name)
         strategy.info(LOG_RECEIVED, {"name": name, "id": "t1"})
         trace.info(LOG_SUCCESS, {"name": name, "id": "t1", "runtime": 0.001, "return_value": 0})
+        request.info("Discarding revoked task: %s[%s]", name, "t1")
     trace.info(LOG_SUCCESS, {"name": tasknames.RENDER_ARTICLE, "id": "t2", "runtime": 0.2, "return_value": None})
     beat.info("Scheduler: Sending due task %s (%s)", "nightly", "render.site")
     trace.warning("Task %(name)s[%(id)s] failed", {"name": tasknames.SCHEDULER_SWEEP_OUTBOX, "id": "t3"})
