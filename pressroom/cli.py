@@ -65,7 +65,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     if args.pools == ["notify"] and not args.concurrency:
         concurrency *= 4  # deliveries wait on the network, not the CPU: more slots, fewer stalls on slow endpoints
     argv = [
-        sys.executable, "-m", "celery", "-A", "shared.worker_app", "worker",
+        sys.executable, "-m", "celery", "-A", "shared.worker_app", "--quiet", "worker",
         "-Q", ",".join(args.pools), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
         "--concurrency", str(concurrency),
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
@@ -78,7 +78,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     require_redis(settings)
     os.makedirs(settings.state_dir, exist_ok=True)
     argv = [
-        sys.executable, "-m", "celery", "-A", "shared.worker_app", "worker", "--beat",
+        sys.executable, "-m", "celery", "-A", "shared.worker_app", "--quiet", "worker", "--beat",
         "-Q", "scheduler", "-n", f"scheduler-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1",
         "--schedule", os.path.join(settings.state_dir, "beat-schedule"),
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
@@ -89,7 +89,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from pressroom.embedded import run_stack
 
-    raise SystemExit(run_stack())
+    raise SystemExit(run_stack(verbose=args.verbose, fresh=args.fresh))
 
 
 def cmd_site(args: argparse.Namespace) -> None:
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="the whole stack in the foreground (embedded Redis and S3 unless configured)")
+    p.add_argument("--verbose", action="store_true", help="show every log line of the children, not only warnings")
+    p.add_argument("--fresh", action="store_true", help="forget the embedded Redis and S3 data and start empty")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ingest", help="the ingest API under gunicorn")
     p.add_argument("--access-log", action="store_true")

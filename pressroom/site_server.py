@@ -11,6 +11,7 @@ import mimetypes
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
+from shared.logs import configure_logging
 from shared.settings import Settings
 from shared.storage import S3Storage, StorageUnavailable, s3_client
 
@@ -37,4 +38,5 @@ def create_site_app(settings: Settings):
 
 
 def serve(settings: Settings) -> None:
+    configure_logging(settings)
     run_simple("127.0.0.1", settings.site_port, create_site_app(settings), threaded=True)

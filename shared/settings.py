@@ -69,6 +69,16 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress._BaseNetwork, ...]:
     nets = []
     for item in env.get(name, "").split(","):
@@ -127,6 +137,7 @@ class Settings:
     state_dir: str = ".pressroom"
     cloudfront_distribution_id: str = ""
     cloudfront_endpoint_url: str | None = None
+    log_format: str = "text"
     webhook_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
@@ -177,6 +188,7 @@ class Settings:
             state_dir=env.get("PRESSROOM_STATE_DIR", "").strip() or cls.state_dir,
             cloudfront_distribution_id=env.get("PRESSROOM_CLOUDFRONT_DISTRIBUTION_ID", "").strip(),
             cloudfront_endpoint_url=_url(env, "PRESSROOM_CLOUDFRONT_ENDPOINT_URL", "", ("http", "https")) or None,
+            log_format=_choice(env, "PRESSROOM_LOG_FORMAT", cls.log_format, LOG_FORMATS),
         )
 
     @property

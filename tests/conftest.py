@@ -152,8 +152,18 @@ def api(stack_env) -> str:
     env = {**stack_env, "PRESSROOM_PORT": str(port), "PRESSROOM_INGEST_WORKERS": "2"}
     proc = start_process(["ingest"], env, "ingest")
     processes.wait_for_port(port, 60, proc)
-    yield f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    # gunicorn listens before its workers have imported the app (seconds on a loaded machine)
+    wait_for(lambda: _answers(f"{url}/healthz"), timeout=120, message="the API's workers")
+    yield url
     stop_process(proc)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 @pytest.fixture

@@ -68,7 +68,10 @@ def confirm_email(self, subscription_id: str) -> str:
 def notify_retries(self) -> int:
     """Queue deliveries that are due: new ones left by fan-out, retries, lapsed leases."""
     rt = runtime_for(self.app.pressroom_settings)
-    return dispatch.dispatch(rt, lambda did: _send_delivery(self.app, did))
+    sent = dispatch.dispatch(rt, lambda did: _send_delivery(self.app, did))
+    if sent:
+        log.info("queued %d due deliveries", sent)
+    return sent
 
 
 def _send_delivery(app, did: str) -> None:

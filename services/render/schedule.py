@@ -51,6 +51,8 @@ def release_embargoes(self) -> int:
         if version is not None:
             _send_render(self.app, rt, aid, version)
             released += 1
+    if released:
+        log.info("embargo release: %d sent to render", released)
     return released
 
 

@@ -31,6 +31,7 @@ def test_secrets_rotate_and_decode():
         ({"PRESSROOM_API_TOKEN": "short"}, "PRESSROOM_API_TOKEN: must be at least 16 characters"),
         ({"PRESSROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,nonsense"}, "'nonsense' is not a CIDR"),
         ({"PRESSROOM_SMTP_URL": "http://mail"}, "PRESSROOM_SMTP_URL: expected a smtp/smtps URL"),
+        ({"PRESSROOM_LOG_FORMAT": "xml"}, "PRESSROOM_LOG_FORMAT: expected one of text, json, got 'xml'"),
     ],
 )
 def test_bad_settings_give_one_clear_line(env, message):
@@ -38,6 +39,11 @@ def test_bad_settings_give_one_clear_line(env, message):
         Settings.from_env(env)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_log_format_is_text_unless_json_is_asked_for():
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"PRESSROOM_LOG_FORMAT": " JSON "}).log_format == "json"
 
 
 def test_secrets_never_appear_in_repr():
