@@ -27,6 +27,7 @@ from services.render.related.document import RelatedDoc
 from services.render.related.engine import RelatedIndex
 from services.render.related.progress import Progress
 from services.render.related.scoring import DEFAULT, Tuning
+from services.render.related.tokenize import language_key
 
 K = 10
 
@@ -137,13 +138,13 @@ class SetReport:
 
 
 def references(records: list[dict]) -> tuple[reference.Precision | None, reference.Precision | None]:
-    """TF-IDF and BM25 on the set's own language (its first record's), or (None, None) without scikit-learn."""
+    """TF-IDF and BM25, each article ranked within its own language, or (None, None) without scikit-learn."""
     if not reference.available() or len(records) < 3:
         return None, None
     texts = [f"{r['title']} {r['body']}" for r in records]
     categories = [r["category"] for r in records]
-    language = (records[0].get("language") or "en").split("-")[0].lower()
-    return reference.tfidf(texts, categories, language), reference.bm25(texts, categories, language)
+    languages = [language_key(r.get("language") or "en") for r in records]
+    return reference.tfidf(texts, categories, languages), reference.bm25(texts, categories, languages)
 
 
 def run(

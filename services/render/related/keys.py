@@ -8,6 +8,7 @@ article ids, which keeps the lists (most of the index's memory) compact.
     {prefix}:d:{number}             hash   the article's record: id, lang, ts, dl, v, u, sig, h
     {prefix}:stats:{lang}           hash   n (articles), len (sum of weighted lengths)
     {prefix}:df:{lang}              hash   term -> number of articles containing it
+    {prefix}:m:{lang}               set    numbers of the language's articles (small languages are ranked whole)
     {prefix}:t:{lang}:{term}        zset   number -> the article's BM25 weight for the term
 
 The query script derives `d:`, `df:`, `stats:` and `t:` names from the prefix itself (it
@@ -40,6 +41,9 @@ class Keys:
 
     def df(self, lang: str) -> str:
         return f"{self.prefix}:df:{lang}"
+
+    def members(self, lang: str) -> str:
+        return f"{self.prefix}:m:{lang}"
 
     def posting(self, lang: str, term: str) -> str:
         return f"{self.prefix}:t:{lang}:{term}"

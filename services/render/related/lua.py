@@ -83,6 +83,7 @@ if #stored > 0 then v = cjson.encode(stored) end
 redis.call('HSET', prefix .. ':d:' .. number, 'id', id, 'lang', lang, 'ts', ARGV[4], 'dl', ARGV[5],
   'v', v, 'f', ARGV[8], 'sig', ARGV[9], 'h', ARGV[10])
 redis.call('HSET', KEYS[1], id, number)
+redis.call('SADD', prefix .. ':m:' .. lang, number)
 return {1}
 """
 
@@ -103,6 +104,7 @@ if rec[1] then
   for _, t in ipairs(cjson.decode(rec[3] or '[]')) do
     redis.call('ZREM', prefix .. ':t:' .. lang .. ':' .. t[1], number)
   end
+  redis.call('SREM', prefix .. ':m:' .. lang, number)
   local stats = prefix .. ':stats:' .. lang
   redis.call('HINCRBY', stats, 'n', -1)
   redis.call('HINCRBYFLOAT', stats, 'len', -tonumber(rec[2] or '0'))
@@ -200,6 +202,13 @@ if r > 0 and e > 0 and alpha > 0 then
   end
 end
 
+-- a language with no more articles than candidates: every one of them is a candidate,
+-- so the second stage ranks the whole language exactly, whatever the postings found
+if n <= c + 1 then
+  for _, d in ipairs(redis.call('SMEMBERS', prefix .. ':m:' .. lang)) do
+    if d ~= num and not acc[d] then acc[d] = 0 end
+  end
+end
 for _, x in ipairs(best(acc, c)) do
   local meta = redis.call('HMGET', prefix .. ':d:' .. x[1], 'id', 'ts', 'sig', 'f', 'dl')
   if meta[1] then

@@ -9,6 +9,10 @@ time as it arrives), so they are the bar, not a competitor:
 - Okapi BM25 (k1 1.2, b 0.75, Lucene's idf) over the same tokens, each article's whole
   text as the query.
 
+Like the engine, they rank each article only among articles of its own language (each
+language's block of the score matrix, with that language's stop words for English), so
+a set of several languages holds both to the same bar.
+
 They need scikit-learn (the `eval` extra: `pip install 'pressroom[eval]'`); without it
 related-eval reports the engine alone and says why.
 """
@@ -34,17 +38,38 @@ def available() -> bool:
     return True
 
 
-def _precision(scores, categories) -> Precision:
+def _precision(scores, categories, languages) -> Precision:
     import numpy as np
 
     labels = np.asarray(categories)
+    langs = np.asarray(languages)
+    scores = np.where(langs[:, None] == langs[None, :], scores, -np.inf)
     np.fill_diagonal(scores, -np.inf)
     k = min(K, max(len(labels) - 1, 1))
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
     top = np.take_along_axis(top, order, axis=1)
-    same = labels[top] == labels[:, None]
+    listed = np.isfinite(np.take_along_axis(scores, top, axis=1))  # a list shorter than k counts its gaps as misses
+    same = (labels[top] == labels[:, None]) & listed
     return Precision(float(same[:, :5].sum() / (5 * len(labels))), float(same[:, :10].sum() / (10 * len(labels))))
+
+
+def _blocks(texts: list[str], languages: list[str], score) -> object:
+    """The whole score matrix, each language's block computed on that language's articles alone."""
+    import numpy as np
+
+    n = len(texts)
+    matrix = np.full((n, n), -np.inf)
+    for language in dict.fromkeys(languages):
+        rows = [i for i, lang in enumerate(languages) if lang == language]
+        if len(rows) < 2:
+            continue
+        try:
+            block = score([texts[i] for i in rows], language)
+        except ValueError:  # no term in two articles (min_df=2): nothing to rank by
+            continue
+        matrix[np.ix_(rows, rows)] = block
+    return matrix
 
 
 def _vectorizer(language: str, **options):
@@ -56,12 +81,12 @@ def _vectorizer(language: str, **options):
     return TfidfVectorizer(stop_words=stop, min_df=2, sublinear_tf=True, **options)
 
 
-def tfidf(texts: list[str], categories: list[str], language: str = "en") -> Precision:
+def _tfidf_scores(texts: list[str], language: str):
     matrix = _vectorizer(language).fit_transform(texts)
-    return _precision((matrix @ matrix.T).toarray(), categories)
+    return (matrix @ matrix.T).toarray()
 
 
-def bm25(texts: list[str], categories: list[str], language: str = "en", k1: float = 1.2, b: float = 0.75) -> Precision:
+def _bm25_scores(texts: list[str], language: str, k1: float = 1.2, b: float = 0.75):
     import numpy as np
     from scipy.sparse import csr_matrix
 
@@ -74,4 +99,12 @@ def bm25(texts: list[str], categories: list[str], language: str = "en", k1: floa
     norm = k1 * (1 - b + b * lengths[coo.row] / max(lengths.mean(), 1.0))
     docs = csr_matrix((coo.data * (k1 + 1) / (coo.data + norm), (coo.row, coo.col)), shape=counts.shape)
     queries = csr_matrix((coo.data * (k1 + 1) / (coo.data + k1) * idf[coo.col], (coo.row, coo.col)), shape=counts.shape)
-    return _precision((queries @ docs.T).toarray(), categories)
+    return (queries @ docs.T).toarray()
+
+
+def tfidf(texts: list[str], categories: list[str], languages: list[str]) -> Precision:
+    return _precision(_blocks(texts, languages, _tfidf_scores), categories, languages)
+
+
+def bm25(texts: list[str], categories: list[str], languages: list[str]) -> Precision:
+    return _precision(_blocks(texts, languages, _bm25_scores), categories, languages)
