@@ -49,6 +49,7 @@ def authenticate_webhook(settings: Settings, body: bytes) -> tuple[str, str | No
         return "token", request.headers.get("Idempotency-Key")
     abort(
         401,
-        message="Sign the request with Standard Webhooks headers or send the API bearer token.",
+        message="Sign the request with Standard Webhooks headers or Superdesk's x-superdesk-signature, "
+        "or send the API bearer token.",
         headers=CHALLENGE,
     )

@@ -36,7 +36,7 @@ def push(api: str, doc: dict, secret: str | None = SUPERDESK_SECRET, signature: 
         headers[superdesk.HEADER] = signature
     elif secret is not None:
         headers[superdesk.HEADER] = superdesk.sign(secret, data.encode("utf-8"))
-    return requests.post(f"{api}/v1/articles", data=data, headers=headers, timeout=10)
+    return requests.post(f"{api}/v1/articles", data=data, headers=headers, timeout=60)  # a hang guard only
 
 
 # --- signature -------------------------------------------------------------------------
