@@ -303,9 +303,8 @@ def choose_rendition(renditions: dict[str, dict]) -> dict:
 
     Superdesk sends `original` beside its own sizes (`baseImage` ~1400 px, `viewImage`
     ~640, `thumbnail` ~120) and editors' crops (`16-9`, ...); Pressroom makes its own
-    sizes and crops, so it wants the full frame. Without `original`, the largest by area;
-    a rendition without dimensions counts as smallest, since most feeds leave them off
-    only their small previews.
+    sizes and crops, so it wants the full frame. Without `original`, the largest by area
+    (a rendition without dimensions counts as smallest: its size is unknown).
     """
     if "original" in renditions:
         return renditions["original"]

