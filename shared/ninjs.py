@@ -26,6 +26,8 @@ from shared import keys
 
 PUBSTATUS = ("usable", "withheld", "canceled")
 TEXT_TYPES = ("text", "composite")
+PHOTO_TYPES = ("picture", "graphic")
+MEDIA_TYPES = (*PHOTO_TYPES, "video", "audio")
 LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
@@ -91,12 +93,13 @@ class Picture(Schema):
     class Meta:
         unknown = INCLUDE
 
-    type = fields.Str(validate=validate.OneOf(["picture", "graphic"]))
+    type = fields.Str(validate=validate.OneOf(PHOTO_TYPES))
     uri = fields.Str()
     mimetype = fields.Str()
     headline = fields.Str()
     description_text = fields.Str(validate=validate.Length(max=5000))
     byline = fields.Str(validate=validate.Length(max=1000))
+    copyrightholder = fields.Str(validate=validate.Length(max=1000))
     renditions = fields.Dict(keys=fields.Str(), values=fields.Nested(Rendition), required=True)
 
     @validates_schema
@@ -111,6 +114,14 @@ class Associations(Schema):
 
     featuremedia = fields.Nested(Picture, allow_none=True)
 
+    @pre_load
+    def photo_only(self, data, **kwargs):
+        """A video or audio featuremedia (valid NINJS, sent by Superdesk) is kept but not a photo."""
+        media = data.get("featuremedia") if isinstance(data, dict) else None
+        if isinstance(media, dict) and media.get("type") in MEDIA_TYPES and media["type"] not in PHOTO_TYPES:
+            data = {k: v for k, v in data.items() if k != "featuremedia"}
+        return data
+
 
 class NinjsArticle(Schema):
     """An article as a newsroom system posts it (NINJS 1.x)."""
@@ -124,6 +135,7 @@ class NinjsArticle(Schema):
     version = Version(required=True)
     versioncreated = AwareDateTime()
     firstcreated = AwareDateTime()
+    firstpublished = AwareDateTime()
     embargoed = AwareDateTime(allow_none=True)
     pubstatus = fields.Str(load_default="usable", validate=validate.OneOf(PUBSTATUS))
     urgency = fields.Int(strict=True, validate=validate.Range(min=1, max=9))
@@ -214,6 +226,7 @@ class Article:
     pubstatus: str = "usable"
     urgency: int | None = None
     firstcreated: datetime | None = None
+    firstpublished: datetime | None = None
     versioncreated: datetime | None = None
     embargoed: datetime | None = None
     topics: tuple[Topic, ...] = ()
@@ -229,7 +242,7 @@ class Article:
 
     @property
     def published_at(self) -> datetime | None:
-        return self.firstcreated or self.versioncreated
+        return self.firstpublished or self.firstcreated or self.versioncreated
 
     @property
     def withdrawn(self) -> bool:
@@ -252,14 +265,11 @@ def article_from_loaded(data: dict) -> Article:
     photo = None
     media = (data.get("associations") or {}).get("featuremedia")
     if media:
-        renditions = media["renditions"]
-        best = renditions.get("original") or max(
-            renditions.values(), key=lambda r: (r.get("width") or 0) * (r.get("height") or 0)
-        )
+        best = choose_rendition(media["renditions"])
         photo = Photo(
             href=best["href"],
             caption=media.get("description_text") or media.get("headline") or "",
-            credit=media.get("byline", ""),
+            credit=photo_credit(media),
             width=best.get("width"),
             height=best.get("height"),
             mimetype=best.get("mimetype") or media.get("mimetype", ""),
@@ -279,9 +289,32 @@ def article_from_loaded(data: dict) -> Article:
         pubstatus=data.get("pubstatus", "usable"),
         urgency=data.get("urgency"),
         firstcreated=data.get("firstcreated"),
+        firstpublished=data.get("firstpublished"),
         versioncreated=data.get("versioncreated"),
         embargoed=data.get("embargoed"),
         topics=topics,
         photo=photo,
         raw=data,
     )
+
+
+def choose_rendition(renditions: dict[str, dict]) -> dict:
+    """The rendition the photo is made from: `original` (the full frame), else the largest.
+
+    Superdesk sends `original` beside its own sizes (`baseImage` ~1400 px, `viewImage`
+    ~640, `thumbnail` ~120) and editors' crops (`16-9`, ...); Pressroom makes its own
+    sizes and crops, so it wants the full frame. Without `original`, the largest by area
+    (a rendition without dimensions counts as smallest: its size is unknown).
+    """
+    if "original" in renditions:
+        return renditions["original"]
+    return max(renditions.values(), key=lambda r: (r.get("width") or 0) * (r.get("height") or 0))
+
+
+def photo_credit(media: dict) -> str:
+    """The photographer (`byline`) and the rights holder (`copyrightholder`), as Superdesk sends both."""
+    byline = (media.get("byline") or "").strip()
+    holder = (media.get("copyrightholder") or "").strip()
+    if holder and holder.lower() not in byline.lower():
+        return f"{byline} / {holder}" if byline else holder
+    return byline

@@ -139,13 +139,15 @@ class Settings:
     cloudfront_endpoint_url: str | None = None
     log_format: str = "text"
     webhook_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    superdesk_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         return (
             f"Settings(redis_url={redact_url(self.redis_url)!r}, "
             f"s3_endpoint_url={self.s3_endpoint_url!r}, site_bucket={self.site_bucket!r}, "
             f"data_bucket={self.data_bucket!r}, site_url={self.site_url!r}, "
-            f"webhook_secrets=<{len(self.webhook_secrets)} hidden>, api_token=<hidden>)"
+            f"webhook_secrets=<{len(self.webhook_secrets)} hidden>, "
+            f"superdesk_secrets=<{len(self.superdesk_secrets)} hidden>, api_token=<hidden>)"
         )
 
     @classmethod
@@ -156,6 +158,9 @@ class Settings:
         site_port = _int(env, "PRESSROOM_SITE_PORT", port + 1, minimum=1)
         secrets = tuple(s.strip() for s in env.get("PRESSROOM_WEBHOOK_SECRETS", "").split(",") if s.strip())
         keys = tuple(parse_webhook_secret(s) for s in secrets)
+        superdesk = tuple(s.strip() for s in env.get("PRESSROOM_SUPERDESK_SECRETS", "").split(",") if s.strip())
+        if any(len(s) < 16 for s in superdesk):
+            raise SettingsError("PRESSROOM_SUPERDESK_SECRETS: each secret must be at least 16 characters")
         token = env.get("PRESSROOM_API_TOKEN", "").strip()
         if token and len(token) < 16:
             raise SettingsError("PRESSROOM_API_TOKEN: must be at least 16 characters")
@@ -171,6 +176,7 @@ class Settings:
             ),
             webhook_secrets=secrets,
             webhook_keys=keys,
+            superdesk_secrets=superdesk,
             api_token=token,
             port=port,
             site_port=site_port,

@@ -29,6 +29,8 @@ SAMPLES = ROOT / "tests" / "samples"  # copies of ../shared/samples
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"pressroom-test-secret-0123456789").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"pressroom-old-secret-abcdefghijk").decode()
 API_TOKEN = "test-token-0123456789abcdef"
+SUPERDESK_SECRET = "superdesk-test-secret-0123456789"
+OLD_SUPERDESK_SECRET = "superdesk-old-secret-abcdefghij"
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -84,6 +86,7 @@ def make_env(redis_url: str, s3_url: str, **extra: str) -> dict[str, str]:
         "PRESSROOM_SITE_URL": "https://news.example.test",
         "PRESSROOM_WEBHOOK_SECRETS": f"{WEBHOOK_SECRET},{OLD_SECRET}",
         "PRESSROOM_API_TOKEN": API_TOKEN,
+        "PRESSROOM_SUPERDESK_SECRETS": f"{SUPERDESK_SECRET},{OLD_SUPERDESK_SECRET}",
         "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
         "PRESSROOM_PHOTO_HOSTS": "127.0.0.1,localhost",  # the samples' photo host is refused before any DNS
         "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="pr-state-"),

@@ -50,6 +50,12 @@ def create_app(settings: Settings | None = None) -> Flask:
                         "name": "webhook-signature",
                         "description": "Standard Webhooks signature with webhook-id and webhook-timestamp",
                     },
+                    "superdesk": {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": "x-superdesk-signature",
+                        "description": "Superdesk HTTP Push: sha1=<hex HMAC-SHA1 of the body>, see docs/superdesk.md",
+                    },
                 }
             },
         },

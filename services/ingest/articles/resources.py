@@ -11,7 +11,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import ValidationError
 
 from services.ingest import auth, metrics
-from services.ingest.articles import intake
+from services.ingest.articles import intake, superdesk
 from services.ingest.articles.schemas import AcceptedSchema, ArticleStatusSchema
 from services.ingest.idempotency import Idempotency, Replay
 from shared import keys
@@ -62,7 +62,7 @@ def _accepted_body(aid: str, uri: str, decision, settings) -> dict:
 @blp.route("/v1/articles", methods=["POST"])
 @blp.doc(
     summary="Publish, correct or withdraw an article (NINJS 1.x webhook)",
-    security=[{"standardWebhooks": []}, {"bearer": []}],
+    security=[{"standardWebhooks": []}, {"superdesk": []}, {"bearer": []}],
     requestBody={"required": True, "content": {"application/json": {"schema": "NinjsArticle"}}},
 )
 @blp.response(202, AcceptedSchema, description="Stored durably and queued")
@@ -77,8 +77,9 @@ def _accepted_body(aid: str, uri: str, decision, settings) -> dict:
 def post_article():
     settings, rt, celery = _ctx()
     body = request.get_data(cache=False)
-    webhook_id = auth.authenticate_webhook(settings, body)
-    source, idem_key = ("webhook", webhook_id) if webhook_id else ("token", request.headers.get("Idempotency-Key"))
+    source, idem_key = auth.authenticate_webhook(settings, body)
+    if source == "superdesk" and (skipped := superdesk.ignored(body)):
+        return _json(skipped, 200)
     idem = Idempotency(rt.redis, settings.idempotency_ttl) if idem_key else None
     if idem:
         try:
