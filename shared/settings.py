@@ -127,6 +127,8 @@ class Settings:
     state_dir: str = ".pressroom"
     cloudfront_distribution_id: str = ""
     cloudfront_endpoint_url: str | None = None
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     webhook_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
@@ -177,6 +179,8 @@ class Settings:
             state_dir=env.get("PRESSROOM_STATE_DIR", "").strip() or cls.state_dir,
             cloudfront_distribution_id=env.get("PRESSROOM_CLOUDFRONT_DISTRIBUTION_ID", "").strip(),
             cloudfront_endpoint_url=_url(env, "PRESSROOM_CLOUDFRONT_ENDPOINT_URL", "", ("http", "https")) or None,
+            worker_metrics_port=_int(env, "PRESSROOM_WORKER_METRICS_PORT", 0),
+            worker_metrics_host=env.get("PRESSROOM_WORKER_METRICS_HOST", "").strip() or cls.worker_metrics_host,
         )
 
     @property
