@@ -70,7 +70,14 @@ def cmd_worker(args: argparse.Namespace) -> None:
         "--concurrency", str(concurrency),
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
     ]
+    _metrics_port(args)
     os.execvp(sys.executable, argv)
+
+
+def _metrics_port(args: argparse.Namespace) -> None:
+    """`--metrics-port` overrides PRESSROOM_WORKER_METRICS_PORT for this worker (several on one host)."""
+    if args.metrics_port is not None:
+        os.environ["PRESSROOM_WORKER_METRICS_PORT"] = str(args.metrics_port)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
@@ -83,6 +90,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         "--schedule", os.path.join(settings.state_dir, "beat-schedule"),
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
     ]
+    _metrics_port(args)
     os.execvp(sys.executable, argv)
 
 
@@ -166,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pools", nargs="+", metavar="POOL", help=f"one or more of {', '.join(POOL_NAMES)}")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--metrics-port", type=int, help="serve this worker's /metrics here (0 = off)")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("scheduler", help="periodic work: outbox sweep, embargo release")
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--metrics-port", type=int, help="serve this worker's /metrics here (0 = off)")
     p.set_defaults(func=cmd_scheduler)
     p = sub.add_parser("site", help="serve the site bucket at PRESSROOM_SITE_PORT for local browsing")
     p.set_defaults(func=cmd_site)
