@@ -70,7 +70,14 @@ def cmd_worker(args: argparse.Namespace) -> None:
         "--concurrency", str(concurrency),
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
     ]
+    _metrics_port(args)
     os.execvp(sys.executable, argv)
+
+
+def _metrics_port(args: argparse.Namespace) -> None:
+    """`--metrics-port` overrides PRESSROOM_WORKER_METRICS_PORT for this worker (several on one host)."""
+    if args.metrics_port is not None:
+        os.environ["PRESSROOM_WORKER_METRICS_PORT"] = str(args.metrics_port)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
@@ -83,6 +90,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         "--schedule", os.path.join(settings.state_dir, "beat-schedule"),
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
     ]
+    _metrics_port(args)
     os.execvp(sys.executable, argv)
 
 
@@ -137,6 +145,23 @@ def cmd_rebuild(args: argparse.Namespace) -> None:
         fail("timed out before every article was rendered (are render workers running?)", 1)
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    import redis
+
+    from pressroom import status
+
+    settings = load_settings()
+    require_redis(settings)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        if args.reindex:
+            print(f"indexed {status.reindex(client)} articles by status", file=sys.stderr)
+        report = status.collect(client, failed_limit=args.failed)
+    except redis.RedisError as exc:
+        fail(f"cannot read the pipeline's state from Redis: {exc}", 1)
+    print(json.dumps(report, indent=2) if args.json else status.render(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pressroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,9 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pools", nargs="+", metavar="POOL", help=f"one or more of {', '.join(POOL_NAMES)}")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--metrics-port", type=int, help="serve this worker's /metrics here (0 = off)")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("scheduler", help="periodic work: outbox sweep, embargo release")
     p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--metrics-port", type=int, help="serve this worker's /metrics here (0 = off)")
     p.set_defaults(func=cmd_scheduler)
     p = sub.add_parser("site", help="serve the site bucket at PRESSROOM_SITE_PORT for local browsing")
     p.set_defaults(func=cmd_site)
@@ -165,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the workers")
     p.set_defaults(func=cmd_rebuild)
+    p = sub.add_parser("status", help="queues, workers, articles by status, failures, retries, outbox, embargoes")
+    p.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    p.add_argument("--failed", type=int, default=10, metavar="N", help="show the latest N failed articles (10)")
+    p.add_argument("--reindex", action="store_true",
+                   help="first count every stored article by status (once, after upgrading; scans all articles)")
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("post", help="post a NINJS file to the API, signed")
     p.add_argument("file")
     p.add_argument("--api", help="API base URL (default PRESSROOM_PUBLIC_API_URL)")

@@ -17,10 +17,25 @@ import redis
 from shared import keys
 
 TIMELINE_LENGTH = 200
+STATUSES = ("queued", "scheduled", "published", "failed", "withdrawn")
+
+# Every script that sets `status` also moves the article between the per-status sets
+# (keys.articles_by_status), so `pressroom status` counts with ZCARD instead of a scan.
+# The state key is KEYS[1] in each script; the article id is its last part.
+_STATUS_INDEX = f"""
+local function index_status(status)
+  local aid = string.match(KEYS[1], '[^:]+$')
+  local t = redis.call('TIME')
+  for _, other in ipairs({{{", ".join(repr(x) for x in STATUSES)}}}) do
+    if other ~= status then redis.call('ZREM', '{keys.ARTICLES_BY_STATUS}' .. other, aid) end
+  end
+  redis.call('ZADD', '{keys.ARTICLES_BY_STATUS}' .. status, tonumber(t[1]) + tonumber(t[2]) / 1e6, aid)
+end
+"""
 
 # KEYS: state, timeline, outbox, embargoes
 # ARGV: version, doc_key, uri, withdraw, embargo_ts, now, event_json, aid
-_ACCEPT = """
+_ACCEPT = _STATUS_INDEX + """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 local version = tonumber(ARGV[1])
 if version <= current then
@@ -32,6 +47,7 @@ if ARGV[4] ~= '1' and embargo > tonumber(ARGV[6]) then status = 'scheduled' end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc_key', ARGV[2], 'uri', ARGV[3],
   'withdraw', ARGV[4], 'embargo', ARGV[5], 'status', status, 'updated_at', ARGV[6])
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
+index_status(status)
 redis.call('RPUSH', KEYS[2], ARGV[7])
 redis.call('LTRIM', KEYS[2], -200, -1)
 local member = ARGV[8] .. ':' .. ARGV[1]
@@ -46,13 +62,14 @@ return {'accepted', ARGV[1], status}
 
 # KEYS: state, timeline, outbox, embargoes
 # ARGV: now, event_json, aid
-_WITHDRAW = """
+_WITHDRAW = _STATUS_INDEX + """
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version then return {'missing', '', ''} end
 if redis.call('HGET', KEYS[1], 'withdraw') == '1' then
   return {'already', version, redis.call('HGET', KEYS[1], 'status')}
 end
 redis.call('HSET', KEYS[1], 'withdraw', '1', 'status', 'queued', 'updated_at', ARGV[1], 'embargo', '0')
+index_status('queued')
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -200, -1)
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3] .. ':' .. version)
@@ -62,13 +79,14 @@ return {'accepted', version, 'queued'}
 
 # KEYS: state, timeline
 # ARGV: version, status, event_json, then field/value pairs
-_FINISH = """
+_FINISH = _STATUS_INDEX + """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('LTRIM', KEYS[2], -200, -1)
 if current == tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'status', ARGV[2])
+  index_status(ARGV[2])
   return 1
 end
 return 0
@@ -184,6 +202,10 @@ class ArticleState:
         if state[0] is not None:
             version = int(_s(state[0]))
             pipe.hset(keys.article_state(aid), mapping={"status": "queued", "embargo": "0"})
+            for other in STATUSES:
+                if other != "queued":
+                    pipe.zrem(keys.articles_by_status(other), aid)
+            pipe.zadd(keys.articles_by_status("queued"), {aid: now})
             pipe.zadd(keys.OUTBOX, {f"{aid}:{version}": now})
             pipe.rpush(keys.article_timeline(aid), _event("embargo lifted", version))
         removed = pipe.execute()[0]

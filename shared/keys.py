@@ -83,7 +83,27 @@ def idempotency(source: str, key: str) -> str:
 
 OUTBOX = f"{PREFIX}:outbox"
 EMBARGOES = f"{PREFIX}:embargoes"
-ARTICLES_BY_STATUS = f"{PREFIX}:articles:status:"  # + status -> set of ids
+ARTICLES_BY_STATUS = f"{PREFIX}:articles:status:"  # + status -> zset of ids scored by when they took it
+
+
+def articles_by_status(status: str) -> str:
+    """The ids of articles whose status is `status`, scored by when they took it (shared.article_state)."""
+    return ARTICLES_BY_STATUS + status
+
+
+def broker_queue(pool: str) -> str:
+    """The Redis list kombu keeps a pool's waiting tasks in (the queue's own name)."""
+    return pool
+
+
+BROKER_UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages (all queues)
+
+WORKERS = f"{PREFIX}:workers"  # zset: worker name -> last heartbeat (shared.heartbeat)
+
+
+def worker_heartbeat(name: str) -> str:
+    """A live worker's description (pools, pid, concurrency), expiring unless it is refreshed."""
+    return f"{PREFIX}:worker:{name}"
 
 
 POPULAR = f"{PREFIX}:popular"  # zset: article id -> forward-decayed page views

@@ -138,6 +138,8 @@ class Settings:
     cloudfront_distribution_id: str = ""
     cloudfront_endpoint_url: str | None = None
     log_format: str = "text"
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     webhook_keys: tuple[bytes, ...] = field(default=(), repr=False)
     superdesk_secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -195,6 +197,8 @@ class Settings:
             cloudfront_distribution_id=env.get("PRESSROOM_CLOUDFRONT_DISTRIBUTION_ID", "").strip(),
             cloudfront_endpoint_url=_url(env, "PRESSROOM_CLOUDFRONT_ENDPOINT_URL", "", ("http", "https")) or None,
             log_format=_choice(env, "PRESSROOM_LOG_FORMAT", cls.log_format, LOG_FORMATS),
+            worker_metrics_port=_int(env, "PRESSROOM_WORKER_METRICS_PORT", 0),
+            worker_metrics_host=env.get("PRESSROOM_WORKER_METRICS_HOST", "").strip() or cls.worker_metrics_host,
         )
 
     @property

@@ -39,6 +39,7 @@ def index_key(event: str, topic: str) -> str:
 
 
 ALL_SUBSCRIPTIONS = f"{PREFIX}:subs"
+SUBSCRIPTIONS_BY_CREATION = f"{PREFIX}:subs:created"  # zset: id -> created_at, for the newest-first list
 
 
 def normalise_topic(topic: str) -> str:
@@ -177,6 +178,27 @@ class SubscriptionStore:
             pipe.hgetall(sub_key(sid))
         return {sid: Subscription.from_hash(raw) for sid, raw in zip(sids, pipe.execute(), strict=True) if raw}
 
+    def page(self, page: int, per_page: int) -> tuple[list[Subscription], int]:
+        """One page of all subscriptions, newest first, and how many there are."""
+        self._index_creation()
+        start = (page - 1) * per_page
+        sids = [_s(m) for m in self.redis.zrevrange(SUBSCRIPTIONS_BY_CREATION, start, start + per_page - 1)]
+        found = self.get_many(sids)
+        return [found[sid] for sid in sids if sid in found], int(self.redis.zcard(SUBSCRIPTIONS_BY_CREATION))
+
+    def _index_creation(self) -> None:
+        """Order subscriptions created before the creation index existed (once; then the counts match)."""
+        if self.redis.zcard(SUBSCRIPTIONS_BY_CREATION) >= self.redis.scard(ALL_SUBSCRIPTIONS):
+            return
+        indexed = {_s(m) for m in self.redis.zrange(SUBSCRIPTIONS_BY_CREATION, 0, -1)}
+        missing = [_s(m) for m in self.redis.smembers(ALL_SUBSCRIPTIONS) if _s(m) not in indexed]
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in missing:
+            pipe.hget(sub_key(sid), "created_at")
+        created = {sid: float(_s(at)) for sid, at in zip(missing, pipe.execute(), strict=True) if at}
+        if created:
+            self.redis.zadd(SUBSCRIPTIONS_BY_CREATION, created, nx=True)
+
     def matching(self, event: str, topics: list[str]) -> list[str]:
         """Ids of deliverable subscriptions to `event` following any of `topics` or `*`."""
         names = [index_key(event, t) for t in [*normalise_topics(topics), WILDCARD] if t]
@@ -205,6 +227,7 @@ class SubscriptionStore:
         pipe = self.redis.pipeline()
         pipe.hset(sub_key(sid), mapping=sub.to_hash())
         pipe.sadd(ALL_SUBSCRIPTIONS, sid)
+        pipe.zadd(SUBSCRIPTIONS_BY_CREATION, {sid: now})
         if sub.status == "active":
             _index(pipe, sub, add=True)
         pipe.execute()
@@ -281,6 +304,7 @@ class SubscriptionStore:
             _index(pipe, sub, add=False)
             pipe.delete(sub_key(sid))
             pipe.srem(ALL_SUBSCRIPTIONS, sid)
+            pipe.zrem(SUBSCRIPTIONS_BY_CREATION, sid)
             return sub
 
         return self._watched(sid, remove)

@@ -2,11 +2,14 @@
 
 from celery import signals
 
+from shared import heartbeat, task_metrics
 from shared.celery_app import create_celery
 from shared.logs import configure_logging
 from shared.settings import Settings
 
 app = create_celery(Settings.from_env(), include_tasks=True)
+task_metrics.install(app)  # before any task module imports prometheus_client
+heartbeat.install(app)
 configure_logging(app.pressroom_settings)  # from import on: Celery warns (as root, say) before its logging setup
 
 

@@ -82,7 +82,7 @@ def test_embargo_holds_the_article_until_its_time(api, workers, rt):
     time.sleep(1)
     assert article_status(api, accepted["id"])["status"] == "scheduled"
     status = wait_status(api, accepted["id"], "published", timeout=60)
-    assert status["timeline"][-1]["at"] >= embargo.timestamp()
+    assert datetime.fromisoformat(status["timeline"][-1]["at"]) >= embargo
     assert any(e["event"] == "embargo lifted" for e in status["timeline"])
 
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -180,13 +181,17 @@ def test_future_embargo_is_scheduled_not_queued(client, rt):
     rt.redis.zrem(keys.EMBARGOES, aid)
 
 
-def test_status_needs_the_token_and_knows_the_article(client):
+def test_status_needs_the_token_and_knows_the_article(client, rt):
     doc = unique_article()
     aid = post(client, doc).get_json()["id"]
     assert client.get(f"/v1/articles/{aid}").status_code == 401
     status = client.get(f"/v1/articles/{aid}", headers=auth_headers()).get_json()
     assert status["id"] == aid and status["version"] == 1 and status["uri"] == doc["uri"]
     assert status["timeline"][0]["event"] == "accepted"
+    stored = rt.articles.get(aid)["timeline"][0]["at"]  # Unix seconds inside, ISO-8601 UTC in the answer
+    expected = datetime.fromtimestamp(stored, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert status["timeline"][0]["at"] == expected
+    assert status["embargoed_until"] is None
     assert client.get("/v1/articles/anull", headers=auth_headers()).status_code == 404
     assert client.get("/v1/articles/a" + "0" * 20, headers=auth_headers()).status_code == 404
 

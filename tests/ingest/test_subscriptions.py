@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from shared.deliveries import DeliveryStore
-from shared.subscriptions import SubscriptionStore
+from shared.subscriptions import SUBSCRIPTIONS_BY_CREATION, SubscriptionStore
 from tests.conftest import auth_headers
 from tests.notify.helpers import article_event, queue
 
@@ -21,7 +22,7 @@ def _create(client, **body):
 
 def test_every_management_endpoint_needs_the_token(notify_client):
     calls = [
-        ("post", "/v1/subscriptions"), ("get", "/v1/subscriptions/s00000000000000000000"),
+        ("post", "/v1/subscriptions"), ("get", "/v1/subscriptions"), ("get", "/v1/subscriptions/s00000000000000000000"),
         ("patch", "/v1/subscriptions/s00000000000000000000"), ("delete", "/v1/subscriptions/s00000000000000000000"),
         ("post", "/v1/subscriptions/s00000000000000000000/rotate-secret"),
         ("get", "/v1/subscriptions/s00000000000000000000/deliveries"), ("get", "/v1/deliveries/d1"),
@@ -45,6 +46,33 @@ def test_create_returns_the_secret_once(notify_client, notify_rt):
     assert "secret" not in again and again["topics"] == ["Defence", " *", "  Arms trade"]
     assert SubscriptionStore(notify_rt.redis).matching("article.published", ["Sports"]) == [body["id"]]
     assert body["secret"] not in str(notify_rt.redis.keys("pr:subidx:*"))
+    assert re.fullmatch(ISO, body["created_at"]) and body["created_at"] == body["updated_at"]
+
+
+ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def test_list_is_paginated_newest_first_without_secrets(notify_client, notify_rt):
+    ids = [_create(notify_client, description=f"n{n}").get_json()["id"] for n in range(5)]
+    first = notify_client.get("/v1/subscriptions?per_page=2", headers=H)
+    assert first.status_code == 200
+    body = first.get_json()
+    assert body["total"] == 5 and body["page"] == 1 and body["per_page"] == 2
+    assert [i["id"] for i in body["items"]] == [ids[4], ids[3]]
+    rest = [notify_client.get(f"/v1/subscriptions?page={p}&per_page=2", headers=H).get_json() for p in (2, 3)]
+    assert [i["id"] for page in rest for i in page["items"]] == [ids[2], ids[1], ids[0]]
+    assert all("secret" not in i and re.fullmatch(ISO, i["created_at"]) for i in body["items"])
+    notify_client.delete(f"/v1/subscriptions/{ids[4]}", headers=H)
+    after = notify_client.get("/v1/subscriptions?per_page=2", headers=H).get_json()
+    assert after["total"] == 4 and [i["id"] for i in after["items"]] == [ids[3], ids[2]]
+    assert notify_client.get("/v1/subscriptions?per_page=0", headers=H).status_code == 422
+
+
+def test_list_orders_subscriptions_stored_before_the_creation_index(notify_client, notify_rt):
+    ids = [_create(notify_client).get_json()["id"] for _ in range(3)]
+    notify_rt.redis.delete(SUBSCRIPTIONS_BY_CREATION)  # as stored by a version without the index
+    body = notify_client.get("/v1/subscriptions", headers=H).get_json()
+    assert body["total"] == 3 and [i["id"] for i in body["items"]] == ids[::-1]
 
 
 @pytest.mark.parametrize(
@@ -152,6 +180,7 @@ def test_delivery_log_is_paginated_newest_first(notify_client, notify_rt):
     first = notify_client.get(f"/v1/subscriptions/{sid}/deliveries?per_page=10", headers=H).get_json()
     assert first["total"] == 25 and first["page"] == 1 and first["per_page"] == 10
     assert [i["delivery_id"] for i in first["items"]] == [f"d{n}" for n in range(24, 14, -1)]
+    assert first["items"][0]["at"] == "2026-11-27T10:00:24.000Z"
     last = notify_client.get(f"/v1/subscriptions/{sid}/deliveries?page=3&per_page=10", headers=H).get_json()
     assert [i["delivery_id"] for i in last["items"]] == [f"d{n}" for n in range(4, -1, -1)]
     bad = notify_client.get(f"/v1/subscriptions/{sid}/deliveries?per_page=1000", headers=H)
@@ -168,9 +197,11 @@ def test_retry_resends_only_failed_deliveries(notify_client, notify_rt, refused_
     store.finish(did, claim, "failed", http_status=500, error="gave up")
     shown = notify_client.get(f"/v1/deliveries/{did}", headers=H).get_json()
     assert shown["state"] == "failed" and shown["webhook_id"] == f"msg_{did}" and shown["subscription_id"] == sid
+    assert shown["next_attempt_at"] is None
     answer = notify_client.post(f"/v1/deliveries/{did}/retry", headers=H)
     assert answer.status_code == 202
     assert answer.get_json()["state"] == "pending" and answer.get_json()["attempts"] == 0
+    assert re.fullmatch(ISO, answer.get_json()["next_attempt_at"])
     queued = [m for m in notify_rt.redis.lrange("notify", 0, -1) if b"notify.deliver" in m]
     assert any(did.encode() in m for m in queued)
     assert notify_client.post("/v1/deliveries/dnope/retry", headers=H).status_code == 404
@@ -190,6 +221,12 @@ def test_subscription_resources_are_in_the_openapi_document(notify_client):
                  "/v1/subscriptions/{sid}/deliveries", "/v1/deliveries/{did}/retry", "/v1/subscriptions/confirm",
                  "/v1/unsubscribe"):
         assert path in spec["paths"], path
-    assert {"SubscriptionCreate", "SubscriptionCreated", "DeliveryPage"} <= set(spec["components"]["schemas"])
+    assert {"SubscriptionCreate", "SubscriptionCreated", "DeliveryPage", "SubscriptionPage"} <= set(
+        spec["components"]["schemas"])
+    listing = spec["paths"]["/v1/subscriptions"]["get"]
+    assert listing["security"] == [{"bearer": []}]
+    assert {"page", "per_page"} <= {p["name"] for p in listing["parameters"]}
+    created = spec["components"]["schemas"]["Subscription"]["properties"]["created_at"]
+    assert created["type"] == "string" and created["format"] == "date-time"
     create = spec["paths"]["/v1/subscriptions"]["post"]
     assert create["security"] == [{"bearer": []}] and "201" in create["responses"]

@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields
 
+from services.ingest.fields import Timestamp
+
 
 class AcceptedSchema(Schema):
     id = fields.Str(required=True, metadata={"description": "Stable, URL-safe id of the article's uri"})
@@ -16,7 +18,7 @@ class AcceptedSchema(Schema):
 
 
 class TimelineEventSchema(Schema):
-    at = fields.Float(metadata={"description": "Unix time"})
+    at = Timestamp()
     event = fields.Str()
     version = fields.Int()
     reason = fields.Str()
@@ -31,6 +33,6 @@ class ArticleStatusSchema(Schema):
     published_version = fields.Int(allow_none=True)
     url = fields.Str(allow_none=True)
     key = fields.Str(allow_none=True)
-    embargoed_until = fields.Float(allow_none=True)
+    embargoed_until = Timestamp(allow_none=True)
     reason = fields.Str(allow_none=True)
     timeline = fields.List(fields.Nested(TimelineEventSchema))

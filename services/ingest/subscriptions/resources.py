@@ -7,7 +7,6 @@ Webhook URLs pass the SSRF guard at creation and on every change, not only at de
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import redis
 from flask import current_app
@@ -22,6 +21,7 @@ from services.ingest.subscriptions.schemas import (
     SecretSchema,
     SubscriptionCreatedSchema,
     SubscriptionCreateSchema,
+    SubscriptionPageSchema,
     SubscriptionPatchSchema,
     SubscriptionSchema,
 )
@@ -75,16 +75,12 @@ def _ctx():
     return settings, rt, SubscriptionStore(rt.redis)
 
 
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
-
-
 def view(sub: Subscription) -> dict:
     body = {
         "id": sub.id, "channel": sub.channel, "topics": sub.topics, "events": sub.events, "status": sub.status,
         "description": sub.description, "disabled_reason": sub.disabled_reason or None,
-        "failing_since": _iso(sub.failing_since), "previous_secret_valid_until": _iso(sub.rotating_until),
-        "created_at": _iso(sub.created_at), "updated_at": _iso(sub.updated_at),
+        "failing_since": sub.failing_since, "previous_secret_valid_until": sub.rotating_until,
+        "created_at": sub.created_at, "updated_at": sub.updated_at,
     }
     body["url" if sub.channel == "webhook" else "email"] = sub.target
     return body
@@ -132,6 +128,17 @@ def create_subscription(data: dict):
         body["message"] = "A confirmation link was sent to the address; nothing else is sent before it is followed."
     log.info("subscription %s created (%s, %d topics)", sub.id, sub.channel, len(sub.topics))
     return body
+
+
+@blp.route("/v1/subscriptions", methods=["GET"])
+@blp.doc(summary="Every subscription, newest first, a page at a time (never their secrets)", security=TOKEN)
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, SubscriptionPageSchema)
+@blp.alt_response(401, description="Missing or bad API token")
+def list_subscriptions(args: dict):
+    _settings, _rt, store = _ctx()
+    subs, total = store.page(args["page"], args["per_page"])
+    return {"items": [view(sub) for sub in subs], "page": args["page"], "per_page": args["per_page"], "total": total}
 
 
 @blp.route("/v1/subscriptions/<string:sid>", methods=["GET"])
@@ -195,7 +202,7 @@ def rotate_secret(sid: str):
         abort(404, message=f"No subscription with id {sid!r}.")
     except Conflict as exc:
         abort(409, message=str(exc))
-    return {"id": sub.id, "secret": secret, "previous_secret_valid_until": _iso(sub.rotating_until)}
+    return {"id": sub.id, "secret": secret, "previous_secret_valid_until": sub.rotating_until}
 
 
 @blp.route("/v1/subscriptions/<string:sid>/deliveries", methods=["GET"])
@@ -215,7 +222,7 @@ def _delivery_view(record: dict) -> dict:
         "id": record["id"], "subscription_id": record["sub"], "event": record["type"],
         "article_id": record["article"], "version": int(record["version"]), "state": record["state"],
         "attempts": int(record["attempts"]),
-        "next_attempt_at": _iso(float(record["next_at"])) if record["state"] == "pending" else None,
+        "next_attempt_at": float(record["next_at"]) if record["state"] == "pending" else None,
         "last_http_status": int(record["last_status"]) if record.get("last_status") else None,
         "last_error": record.get("last_error", ""), "webhook_id": webhook_id(record["id"]),
     }

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from services.ingest.fields import Timestamp
 from shared.messages import ARTICLE_EVENTS
 from shared.subscriptions import CHANNELS
 
@@ -70,13 +71,18 @@ class SubscriptionSchema(Schema):
     )
     description = fields.Str()
     disabled_reason = fields.Str(allow_none=True)
-    failing_since = fields.Str(
-        allow_none=True, metadata={"description": "ISO 8601: first failure of the current streak"}
-    )
-    previous_secret_valid_until = fields.Str(allow_none=True)
-    created_at = fields.Str()
-    updated_at = fields.Str()
+    failing_since = Timestamp(allow_none=True, metadata={"description": "first failure of the current streak"})
+    previous_secret_valid_until = Timestamp(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
     message = fields.Str()
+
+
+class SubscriptionPageSchema(Schema):
+    items = fields.List(fields.Nested(SubscriptionSchema), required=True)
+    page = fields.Int(required=True)
+    per_page = fields.Int(required=True)
+    total = fields.Int(required=True)
 
 
 class SubscriptionCreatedSchema(SubscriptionSchema):
@@ -86,7 +92,9 @@ class SubscriptionCreatedSchema(SubscriptionSchema):
 class SecretSchema(Schema):
     id = fields.Str(required=True)
     secret = fields.Str(required=True, metadata={"description": "the new whsec_ secret, shown this once"})
-    previous_secret_valid_until = fields.Str(metadata={"description": "the old secret also signs until then"})
+    previous_secret_valid_until = Timestamp(
+        allow_none=True, metadata={"description": "the old secret also signs until then"}
+    )
 
 
 class PageArgsSchema(Schema):
@@ -95,7 +103,7 @@ class PageArgsSchema(Schema):
 
 
 class DeliveryAttemptSchema(Schema):
-    at = fields.Str(metadata={"description": "ISO 8601 time of the attempt"})
+    at = Timestamp(metadata={"description": "time of the attempt"})
     delivery_id = fields.Str()
     event = fields.Str()
     article_id = fields.Str()
@@ -106,7 +114,7 @@ class DeliveryAttemptSchema(Schema):
     latency_ms = fields.Int()
     response = fields.Str(metadata={"description": "first 200 bytes of the answer"})
     error = fields.Str()
-    next_attempt_at = fields.Str(allow_none=True)
+    next_attempt_at = Timestamp(allow_none=True)
 
 
 class DeliveryPageSchema(Schema):
@@ -124,7 +132,7 @@ class DeliverySchema(Schema):
     version = fields.Int()
     state = fields.Str(metadata={"description": "pending, delivering, delivered, failed, cancelled"})
     attempts = fields.Int()
-    next_attempt_at = fields.Str(allow_none=True)
+    next_attempt_at = Timestamp(allow_none=True)
     last_http_status = fields.Int(allow_none=True)
     last_error = fields.Str()
     webhook_id = fields.Str()
