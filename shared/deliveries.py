@@ -213,6 +213,14 @@ class DeliveryStore:
         raw = self.redis.hgetall(delivery_key(did))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
+    def get_many(self, dids: list[str]) -> dict[str, dict | None]:
+        """The records of `dids` in one round trip (None for a missing one)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for did in dids:
+            pipe.hgetall(delivery_key(did))
+        return {did: ({_s(k): _s(v) for k, v in raw.items()} if raw else None)
+                for did, raw in zip(dids, pipe.execute(), strict=True)}
+
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
         other delivery to the same subscriber is in flight. If one is, the delivery is
@@ -225,19 +233,37 @@ class DeliveryStore:
         record = record if record is not None else self.get(did)
         if record is None:
             return Claim("missing", 0, "")
-        token = secrets.token_hex(8)
-        sid = record["sub"]
-        reply = self._claim(
-            keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)],
-            args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds],
-        )
-        outcome, attempt = _s(reply[0]), int(reply[1])
-        if outcome != "claimed":
-            return Claim(outcome, attempt, token, sid)
-        flat = reply[2]
-        sub = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)} if flat else None
-        event = json.loads(reply[3]) if reply[3] else None
-        return Claim(outcome, attempt, token, sid, sub, event)
+        return self.claim_many({did: record}, lease_seconds, now)[did]
+
+    def claim_many(self, records: dict[str, dict], lease_seconds: float, now: float | None = None) -> dict[str, Claim]:
+        """claim() for several deliveries (id -> record) in one round trip, in the given order:
+        of two deliveries to one subscriber, the second is deferred behind the first."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        tokens = {}
+        for did, record in records.items():
+            tokens[did] = token = secrets.token_hex(8)
+            sid = record["sub"]
+            self._claim(
+                keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"],
+                      waiting_key(sid)],
+                args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds],
+                client=pipe,
+            )
+        replies = pipe.execute() if records else []
+        events: dict[bytes, dict] = {}  # the deliveries of a batch mostly share one event: parse it once
+        claims = {}
+        for (did, record), reply in zip(records.items(), replies, strict=True):
+            outcome, attempt, sid = _s(reply[0]), int(reply[1]), record["sub"]
+            if outcome != "claimed":
+                claims[did] = Claim(outcome, attempt, tokens[did], sid)
+                continue
+            flat = reply[2]
+            sub = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)} if flat else None
+            if reply[3] and reply[3] not in events:
+                events[reply[3]] = json.loads(reply[3])
+            claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events.get(reply[3]) if reply[3] else None)
+        return claims
 
     def finish(
         self, did: str, claim: Claim, state: str, *, next_at: float = 0.0, http_status: int | None = None,
@@ -262,6 +288,11 @@ class DeliveryStore:
     def defer(self, did: str, at: float) -> None:
         """Look at the delivery again at `at` without counting an attempt."""
         self.redis.zadd(DUE, {did: at})
+
+    def hand_back(self, dids: list[str], now: float | None = None) -> None:
+        """Make released but unclaimed deliveries due now again, for another worker to take."""
+        if dids:
+            self.redis.zadd(DUE, dict.fromkeys(dids, time.time() if now is None else now), lt=True)
 
     def reset(self, did: str, now: float | None = None) -> str:
         """Make a failed or cancelled delivery pending again with a fresh schedule; returns

@@ -2,10 +2,11 @@
 
 Every attempt is recorded in the delivery's state (shared.deliveries) before and after it
 runs and appended to the subscription's log. At most one attempt per subscription is in
-flight (the claim takes a short per-subscriber lock): a slow endpoint ties up one worker
-slot, never the pool, and its other deliveries wait their turn in the due set instead of
-in a worker. Three Redis round trips per attempt: read the record, claim (which returns
-the subscription and event), finish (which also logs and frees the subscriber).
+flight (the claim takes a short per-subscriber lock): a slow endpoint ties up one sending
+thread, never the pool, and its other deliveries wait their turn in the due set instead of
+in a worker. `attempt` is one delivery start to end (three Redis round trips: read the
+record, claim, finish); services.notify.batches reads and claims many at once and calls
+`complete` for each claimed one in a thread of its own.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def attempt(rt: Runtime, did: str) -> str:
     claim = store.claim(did, LEASE_SECONDS, record)
     if claim.outcome != "claimed":
         return claim.outcome
+    return complete(rt, store, did, record, claim)
+
+
+def complete(rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim) -> str:
+    """Send a claimed delivery and record the outcome (delivered, retrying, failed, cancelled)."""
     entry = {"delivery_id": did, "event": record["type"], "article_id": record["article"],
              "version": int(record["version"]), "attempt": claim.attempt}
     sub = Subscription.from_hash(claim.subscription) if claim.subscription else None
