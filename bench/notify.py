@@ -1,13 +1,15 @@
 """Notify benchmark: webhook deliveries per second and fan-out time, each against a baseline.
 
 1. Deliveries: 10,000 webhook subscriptions on one topic, all pointing at a local
-   receiver (its own process, 127.0.0.1). One `notify.article_event` task goes to real
-   notify workers (`pressroom worker notify`, prefork) and the scheduler; the clock stops
-   when the receiver has answered every delivery. Baselines in the same run: a bare loop
-   of the same signed POSTs through the same HTTP client (shared.netguard.fetch), first
-   in one thread, then in as many threads as the workers have processes; and the floor
-   that one Celery task per delivery sets: as many `notify.deliver` tasks that find no
-   delivery, through the same workers.
+   receiver (its own process, 127.0.0.1, HTTP/1.1 keep-alive). One `notify.article_event`
+   task goes to real notify workers (`pressroom worker notify`, prefork) and the
+   scheduler; the clock stops when the receiver has answered every delivery. Baselines in
+   the same run: a bare loop of the same signed POSTs through the same HTTP client
+   (shared.netguard.fetch with a netguard.ConnectionPool, as the webhook transport uses
+   it) in 1, 8 and 16 threads (16 = the sending threads of one worker process), and the
+   same loop opening a new connection per POST (the client as it was before batching);
+   and the floor that one Celery task per delivery would set: as many `notify.deliver`
+   tasks that find no delivery, through the same workers.
 2. Fan-out: 100,000 subscriptions that follow the article's topics, beside 25,000 that
    follow others; the time to match and create every delivery record (the functions the
    fan-out and batch tasks run, in this process, on a real Redis), against reading every
@@ -46,6 +48,7 @@ from shared.settings import Settings, parse_webhook_secret  # noqa: E402
 from shared.subscriptions import ALL_SUBSCRIPTIONS, Subscription, SubscriptionStore, _index, sub_key  # noqa: E402
 
 LOOPBACK = "127.0.0.0/8"
+BARE_THREADS = (1, 8, 16)
 
 
 def receiver_main(port: int) -> None:
@@ -54,6 +57,8 @@ def receiver_main(port: int) -> None:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as most webhook receivers
+
         def log_message(self, *args):
             pass
 
@@ -121,10 +126,11 @@ def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list
     return out
 
 
-def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
+def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: bool = True) -> float:
     """The same signed POSTs through the same client, no Pressroom around them; returns seconds."""
     ev = event(["Defence"])
     allow = (_loopback(),)
+    pool = netguard.ConnectionPool(per_origin=max(threads, 1)) if keep_alive else None
 
     def post(item):
         sid, secret = item
@@ -133,7 +139,7 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
         response = netguard.fetch(url, method="POST", body=payload,
                                   headers=webhook.headers([parse_webhook_secret(secret)], msg_id, payload),
                                   allow_networks=allow, connect_timeout=5, total_timeout=15, max_bytes=200,
-                                  truncate=True)
+                                  truncate=True, pool=pool)
         assert response.status == 204, response.status
 
     started = time.perf_counter()
@@ -141,16 +147,27 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
         for item in keys:
             post(item)
     else:
-        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            list(pool.map(post, keys))
-    return time.perf_counter() - started
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool_threads:
+            list(pool_threads.map(post, keys))
+    elapsed = time.perf_counter() - started
+    if pool is not None:
+        print(f"  bare loop, {threads} thread(s): {n_rate(len(keys), elapsed)} /s over {pool.opened} connection(s)",
+              flush=True)
+        pool.close()
+    else:
+        print(f"  bare loop, {threads} thread(s), a new connection per POST: {n_rate(len(keys), elapsed)} /s", flush=True)
+    return elapsed
+
+
+def n_rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:.1f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes (and baseline threads)")
+    parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes")
     args = parser.parse_args()
 
     children: list[subprocess.Popen] = []
@@ -176,10 +193,10 @@ def main() -> None:
         n = args.subscriptions
         keys = bulk_subscribe(rt, hook, n, ["Defence"])
         print(f"{n} subscriptions stored; receiver at {base}", flush=True)
-        bare_1 = bare_loop(hook, keys, 1)
-        bare_c = bare_loop(hook, keys, args.concurrency)
+        bare = {threads: n / bare_loop(hook, keys, threads) for threads in BARE_THREADS}
+        bare_new_conn = n / bare_loop(hook, keys, 8, keep_alive=False)
         before = received(base)
-        assert before == 2 * n, before
+        assert before == (len(BARE_THREADS) + 1) * n, before
 
         log_path = Path(tempfile.mkdtemp(prefix="bench-notify-")) / "workers.log"
         print(f"worker and scheduler log: {log_path}", flush=True)
@@ -238,24 +255,28 @@ def main() -> None:
         scan_s = time.perf_counter() - started
         assert seen == fan + fan // 4, seen
 
+        best = max(bare.values())
         report = {
             "subscriptions": n, "concurrency": args.concurrency,
             "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
-            "bare_1_per_s": n / bare_1, "bare_c_per_s": n / bare_c, "celery_floor_per_s": n / floor,
+            **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
+            "celery_floor_per_s": n / floor, "ratio_to_best_bare": n / pressroom / best,
             "extra_requests": extra, "delivery_states": states,
             "fanout_subscriptions": fan + fan // 4, "fanout_matched": matched, "fanout_match_s": match_s,
             "fanout_s": fan_s, "scan_all_s": scan_s,
         }
         print(json.dumps(report, indent=2))
+        rows = "\n".join(
+            f"  bare loop, same client kept alive, {t:2d} thread(s) {rate:8.1f} /s   ratio {n / pressroom / rate:6.3f}"
+            for t, rate in bare.items()
+        )
         print(f"""
 deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
   Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
-  bare loop, same signed POSTs, 1 thread         {n / bare_1:8.1f} /s
-  bare loop, {args.concurrency} threads                           {n / bare_c:8.1f} /s
-  ratio Pressroom / bare 1 thread                {bare_1 / pressroom:8.3f}
-  ratio Pressroom / bare {args.concurrency} threads               {bare_c / pressroom:8.3f}
-  floor: the same workers, tasks that do nothing  {n / floor:8.1f} tasks/s
-  ratio Pressroom / that floor                   {floor / pressroom:8.3f}
+{rows}
+  bare loop, a new connection per POST, 8 threads {bare_new_conn:7.1f} /s   ratio {n / pressroom / bare_new_conn:6.3f}
+  ratio Pressroom / best bare loop               {n / pressroom / best:8.3f}
+  floor of one task per delivery (same workers)  {n / floor:8.1f} tasks/s  ratio {floor / pressroom:6.3f}
   requests beyond one per subscription           {extra}
 fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
   match (index union)                            {match_s * 1000:8.1f} ms

@@ -88,6 +88,11 @@ end
 return out
 """
 
+# What an attempt reads: of the record (RECORD_FIELDS) and, returned by the claim, of the subscription.
+RECORD_FIELDS = ("state", "sub", "event_key", "type", "article", "version")
+SUB_FIELDS = ("id", "channel", "target", "topics", "events", "status", "created_at", "updated_at", "failing_since",
+              "secrets", "unsubscribe_token")
+
 # KEYS: record, due, busy, subscription, event, waiting   ARGV: now, lease_until, token, id, busy_ms, rescue_at
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -112,8 +117,8 @@ end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'delivering', 'lease_until', ARGV[2], 'token', ARGV[3], 'updated_at', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-return {'claimed', attempts, redis.call('HGETALL', KEYS[4]), redis.call('GET', KEYS[5]) or ''}
-"""
+return {'claimed', attempts, redis.call('HMGET', KEYS[4], SUB_FIELDS), redis.call('GET', KEYS[5]) or ''}
+""".replace("SUB_FIELDS", ", ".join(f"'{f}'" for f in SUB_FIELDS))
 
 # KEYS: record, due, busy, log, waiting   ARGV: token, state, next_at, now, last_status, last_error, id, ttl, entry,
 #   log_len
@@ -167,7 +172,7 @@ class Claim:
     attempt: int
     token: str
     sid: str = ""
-    subscription: dict | None = None  # the subscription's hash (None if it is gone)
+    subscription: dict | None = None  # the subscription's SUB_FIELDS (None if it is gone)
     event: dict | None = None  # the stored event (None if it expired)
 
 
@@ -214,12 +219,13 @@ class DeliveryStore:
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
     def get_many(self, dids: list[str]) -> dict[str, dict | None]:
-        """The records of `dids` in one round trip (None for a missing one)."""
+        """What an attempt needs of each record of `dids` (RECORD_FIELDS), in one round trip;
+        None for a missing record."""
         pipe = self.redis.pipeline(transaction=False)
         for did in dids:
-            pipe.hgetall(delivery_key(did))
-        return {did: ({_s(k): _s(v) for k, v in raw.items()} if raw else None)
-                for did, raw in zip(dids, pipe.execute(), strict=True)}
+            pipe.hmget(delivery_key(did), RECORD_FIELDS)
+        return {did: (dict(zip(RECORD_FIELDS, map(_s, values), strict=True)) if values[0] is not None else None)
+                for did, values in zip(dids, pipe.execute(), strict=True)}
 
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
@@ -258,8 +264,8 @@ class DeliveryStore:
             if outcome != "claimed":
                 claims[did] = Claim(outcome, attempt, tokens[did], sid)
                 continue
-            flat = reply[2]
-            sub = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)} if flat else None
+            values = reply[2]
+            sub = dict(zip(SUB_FIELDS, map(_s, values), strict=True)) if values and values[0] is not None else None
             if reply[3] and reply[3] not in events:
                 events[reply[3]] = json.loads(reply[3])
             claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events.get(reply[3]) if reply[3] else None)

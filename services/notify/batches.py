@@ -89,9 +89,9 @@ def sender(threads: int = THREADS) -> Sender:
 
 
 def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> dict[str, int]:
-    """Attempt every due delivery of `dids`; returns how many ended how ('delivered', 'retrying',
-    'failed', 'cancelled', 'sending' for those still in flight after SLOW_AFTER, 'handed back',
-    and the claim outcomes 'busy', 'early', 'deferred', 'missing', or a terminal state).
+    """Attempt every due delivery of `dids`; returns how many ended how: 'delivered', 'retrying',
+    'failed', 'cancelled'; 'sending' (still in flight after SLOW_AFTER), 'handed back'; and what
+    was not attempted: 'busy', 'early', 'deferred', 'missing', 'already delivered' (or failed, cancelled).
     Safe to run twice or concurrently with itself: each attempt needs its claim."""
     pool = pool or sender()
     store = DeliveryStore(rt.redis)
@@ -102,7 +102,7 @@ def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> d
         if record is None:
             outcomes["missing"] += 1
         elif record["state"] in TERMINAL:
-            outcomes[record["state"]] += 1
+            outcomes[f"already {record['state']}"] += 1
         else:
             todo.append(did)
     started: list[Future] = []
@@ -124,7 +124,7 @@ def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> d
                 started.append(pool.start(rt, store, did, chunk[did], claim))
             else:
                 pool.give_back(1)
-                outcomes[claim.outcome] += 1
+                outcomes[f"already {claim.outcome}" if claim.outcome in TERMINAL else claim.outcome] += 1
     done, running = wait(started, timeout=SLOW_AFTER)
     outcomes.update(f.result() for f in done)
     if running:
