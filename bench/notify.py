@@ -155,7 +155,8 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: b
               flush=True)
         pool.close()
     else:
-        print(f"  bare loop, {threads} thread(s), a new connection per POST: {n_rate(len(keys), elapsed)} /s", flush=True)
+        print(f"  bare loop, {threads} thread(s), a new connection per POST: {n_rate(len(keys), elapsed)} /s",
+              flush=True)
     return elapsed
 
 

@@ -250,13 +250,10 @@ class DeliveryStore:
         for did, record in records.items():
             tokens[did] = token = secrets.token_hex(8)
             sid = record["sub"]
-            self._claim(
-                keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"],
-                      waiting_key(sid)],
-                args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds],
-                client=pipe,
-            )
-        replies = pipe.execute() if records else []
+            keys = [delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)]
+            pipe.evalsha(self._claim.sha, len(keys), *keys,
+                         now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds)
+        replies = self._run_scripts(pipe, self._claim) if records else []
         events: dict[bytes, dict] = {}  # the deliveries of a batch mostly share one event: parse it once
         claims = {}
         for (did, record), reply in zip(records.items(), replies, strict=True):
@@ -281,15 +278,41 @@ class DeliveryStore:
 
         Returns False when the lease was lost (another run took over): the state is not changed then.
         """
+        keys, args = self._finish_call(did, claim, state, next_at, http_status, error, log_entry, now)
+        return bool(self._finish(keys=keys, args=args))
+
+    def finish_many(self, calls: list[tuple[str, Claim, str, dict]]) -> list[bool]:
+        """finish() for several attempts, each (did, claim, state, finish keyword arguments), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for did, claim, state, kwargs in calls:
+            keys, args = self._finish_call(did, claim, state, kwargs.get("next_at", 0.0), kwargs.get("http_status"),
+                                           kwargs.get("error", ""), kwargs.get("log_entry"), kwargs.get("now"))
+            pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
+        return [bool(r) for r in self._run_scripts(pipe, self._finish)] if calls else []
+
+    def _finish_call(
+        self, did: str, claim: Claim, state: str, next_at: float, http_status: int | None, error: str,
+        log_entry: dict | None, now: float | None,
+    ) -> tuple[list, list]:
         now = time.time() if now is None else now
         entry = json.dumps(log_entry, separators=(",", ":")) if log_entry else ""
-        return bool(
-            self._finish(
-                keys=[delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid), waiting_key(claim.sid)],
-                args=[claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry,
-                      LOG_LENGTH],
-            )
-        )
+        keys = [delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid), waiting_key(claim.sid)]
+        args = [claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry, LOG_LENGTH]
+        return keys, args
+
+    def _run_scripts(self, pipe, script) -> list:
+        """Execute a pipeline of EVALSHA calls of `script`, loading the script first if Redis lost it.
+
+        (A Script object in a pipeline would ask SCRIPT EXISTS on every execute: a round trip more.)
+        Nothing ran when the script was missing, so sending the same commands again is safe.
+        """
+        commands = list(pipe.command_stack)
+        try:
+            return pipe.execute()
+        except redis.exceptions.NoScriptError:
+            self.redis.script_load(script.script)
+            pipe.command_stack = commands
+            return pipe.execute()
 
     def defer(self, did: str, at: float) -> None:
         """Look at the delivery again at `at` without counting an attempt."""

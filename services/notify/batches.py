@@ -3,9 +3,10 @@
 One Celery task per delivery capped throughput at the broker's task rate, whatever the
 network could do. A `notify.deliver_batch` task takes up to dispatch.BATCH delivery ids:
 one round trip reads their records, then they are claimed (one pipelined round trip per
-chunk) only as sending threads become free, and each claimed one is sent and finished
-in its own thread (services.notify.deliveries.complete), over the process's kept-alive
-connections (services.notify.transports.webhook.connections).
+chunk) only as sending threads become free, and each claimed one is sent in its own
+thread (services.notify.deliveries.complete) over the process's kept-alive connections
+(services.notify.transports.webhook.connections); the ends of attempts are recorded by
+one Finisher thread, as many per round trip as are waiting.
 
 Isolation of slow subscribers: the threads belong to the worker process, not to a task.
 A delivery holds one thread for at most its transport's deadline (15 s for a webhook);
@@ -25,6 +26,9 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from itertools import groupby
+from queue import Empty, SimpleQueue
 
 from services.notify import deliveries
 from shared.deliveries import TERMINAL, Claim, DeliveryStore
@@ -38,12 +42,14 @@ SLOW_AFTER = 2.0
 
 
 class Sender:
-    """The sending threads of one process and the slots that say how many are free."""
+    """The sending threads of one process, the slots that say how many are free, and the
+    thread that records their attempts' ends (Finisher)."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self.slots = threading.BoundedSemaphore(threads)
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="pressroom-deliver")
+        self.finisher = Finisher(self.slots)
         self.pid = os.getpid()
 
     def take(self, wanted: int, wait_seconds: float) -> int:
@@ -60,18 +66,82 @@ class Sender:
             self.slots.release()
 
     def start(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim) -> Future:
-        """Send one claimed delivery in a reserved thread; the thread frees its slot when done."""
-        return self.executor.submit(self._run, rt, store, did, record, claim)
+        """Send one claimed delivery in a reserved thread. The slot is freed, and the returned
+        future set to the outcome, once the attempt's end is recorded."""
+        future: Future = Future()
+        self.executor.submit(self._run, rt, store, did, record, claim, future)
+        return future
 
-    def _run(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim) -> str:
+    def _run(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, future: Future) -> None:
+        queued = False
+
+        def finish(did: str, claim: Claim, state: str, **details) -> None:
+            nonlocal queued
+            queued = True
+            self.finisher.put(_Finish(store, did, claim, state, details, future))
+
         try:
-            return deliveries.complete(rt, store, did, record, claim)
+            deliveries.complete(rt, store, did, record, claim, finish)
         except Exception:
             # Redis failed under the attempt: its lease runs out and the due set hands it out again
             log.exception("delivery %s: attempt %d not recorded", did, claim.attempt)
-            return "error"
-        finally:
+        if not queued:
             self.slots.release()
+            future.set_result("error")
+
+
+_OUTCOMES = {"delivered": "delivered", "pending": "retrying", "failed": "failed", "cancelled": "cancelled"}
+
+
+@dataclass(frozen=True)
+class _Finish:
+    store: DeliveryStore
+    did: str
+    claim: Claim
+    state: str
+    details: dict
+    future: Future
+
+
+class Finisher:
+    """One thread that records the ends of attempts from every sending thread, as many per
+    round trip as are waiting (DeliveryStore.finish_many): a Redis round trip costs more CPU
+    than anything else an attempt does besides its POST. A sending thread goes on to its next
+    delivery at once; its slot is freed when the end is recorded, so a subscriber's next
+    delivery (deferred behind the busy lock that the finish frees) never overtakes it."""
+
+    MAX_PER_ROUND_TRIP = 64
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self.slots = slots
+        self.queue: SimpleQueue[_Finish] = SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="pressroom-finish", daemon=True)
+        self.thread.start()
+
+    def put(self, item: _Finish) -> None:
+        self.queue.put(item)
+
+    def _loop(self) -> None:
+        while True:
+            items = [self.queue.get()]
+            while len(items) < self.MAX_PER_ROUND_TRIP:
+                try:
+                    items.append(self.queue.get_nowait())
+                except Empty:
+                    break
+            for store, group in groupby(items, key=lambda item: item.store):
+                self._record(store, list(group))
+
+    def _record(self, store: DeliveryStore, group: list[_Finish]) -> None:
+        try:
+            store.finish_many([(i.did, i.claim, i.state, i.details) for i in group])
+            outcomes = [_OUTCOMES.get(i.state, i.state) for i in group]
+        except Exception:
+            log.exception("%d attempts not recorded; their leases run out and they are tried again", len(group))
+            outcomes = ["error"] * len(group)
+        for item, outcome in zip(group, outcomes, strict=True):
+            self.slots.release()
+            item.future.set_result(outcome)
 
 
 _senders: dict[int, Sender] = {}

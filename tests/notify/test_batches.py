@@ -170,3 +170,14 @@ def test_email_subscribers_in_a_batch_get_their_email(notify_rt, webhook_receive
     (mail,) = smtp_server.handler.messages
     assert mail["To"] == "reader@example.test" and mail["Subject"] == event["headline"]
     assert len(receiver.requests) == 1
+
+
+def test_a_batch_works_after_redis_lost_its_scripts(notify_rt, webhook_receivers, sender):
+    """Claims and finishes go as EVALSHA in pipelines; a Redis that restarted without them loads them again."""
+    receiver = webhook_receivers()
+    for _ in range(3):
+        subscribe(notify_rt, receiver.url)
+    ids = queue(notify_rt, article_event())
+    notify_rt.redis.script_flush()
+    assert batches.deliver_batch(notify_rt, ids, sender) == {"delivered": 3}
+    assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
