@@ -194,7 +194,11 @@ def main() -> None:
         n = args.subscriptions
         keys = bulk_subscribe(rt, hook, n, ["Defence"])
         print(f"{n} subscriptions stored; receiver at {base}", flush=True)
-        bare = {threads: n / bare_loop(hook, keys, threads) for threads in BARE_THREADS}
+        bare, bare_cpu = {}, {}
+        for threads in BARE_THREADS:
+            cpu0 = time.process_time(), cpu_seconds(children[1].pid)
+            bare[threads] = n / bare_loop(hook, keys, threads)
+            bare_cpu[threads] = (time.process_time() - cpu0[0], cpu_seconds(children[1].pid) - cpu0[1])
         bare_new_conn = n / bare_loop(hook, keys, 8, keep_alive=False)
         before = received(base)
         assert before == (len(BARE_THREADS) + 1) * n, before
@@ -213,13 +217,18 @@ def main() -> None:
         _wait(lambda: rt.redis.exists(f"pr:notify:event:{warm['id']}:1:article.published"), 60, "workers to start")
         time.sleep(2)
 
+        roles = {"workers": children[2].pid, "receiver": children[1].pid, "redis": children[0].pid,
+                 "scheduler": children[3].pid}
+        cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
+        sent_at = time.time()
         started = time.perf_counter()
         celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event(["defence", "News"])})
         _wait(lambda: received(base) - before >= n, 600, "every delivery", interval=0.05)
         pressroom = time.perf_counter() - started
+        pressroom_cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in roles.items()}
         time.sleep(3)
         extra = received(base) - before - n
-        states = _states(rt)
+        states, first_done, last_created = _states(rt)
 
         # the floor of one Celery task per delivery: the same workers taking tasks that find nothing to do
         started = time.perf_counter()
@@ -263,6 +272,9 @@ def main() -> None:
             **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
             "celery_floor_per_s": n / floor, "ratio_to_best_bare": n / pressroom / best,
             "extra_requests": extra, "delivery_states": states,
+            "first_delivery_recorded_after_s": first_done - sent_at,
+            "last_record_created_after_s": last_created - sent_at, "pressroom_cpu_s": pressroom_cpu,
+            "bare_cpu_s": {t: {"client": c, "receiver": r} for t, (c, r) in bare_cpu.items()},
             "fanout_subscriptions": fan + fan // 4, "fanout_matched": matched, "fanout_match_s": match_s,
             "fanout_s": fan_s, "scan_all_s": scan_s,
         }
@@ -270,6 +282,10 @@ def main() -> None:
         rows = "\n".join(
             f"  bare loop, same client kept alive, {t:2d} thread(s) {rate:8.1f} /s   ratio {n / pressroom / rate:6.3f}"
             for t, rate in bare.items()
+        )
+        bare_cpu_lines = "\n".join(
+            f"  CPU ms per POST, bare loop {t:2d} thread(s)      {cpu_line({'client': c, 'receiver': r}, n)}"
+            for t, (c, r) in bare_cpu.items()
         )
         print(f"""
 deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
@@ -279,6 +295,9 @@ deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork proces
   ratio Pressroom / best bare loop               {n / pressroom / best:8.3f}
   floor of one task per delivery (same workers)  {n / floor:8.1f} tasks/s  ratio {floor / pressroom:6.3f}
   requests beyond one per subscription           {extra}
+  first delivery recorded / last record created  +{first_done - sent_at:.2f} s / +{last_created - sent_at:.2f} s
+  CPU ms per delivery, Pressroom                 {cpu_line(pressroom_cpu, n)}
+{bare_cpu_lines}
 fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
   match (index union)                            {match_s * 1000:8.1f} ms
   match + create every delivery record           {fan_s:8.2f} s   ({matched / fan_s:,.0f} deliveries/s)
@@ -294,12 +313,37 @@ fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
                     child.kill()
 
 
-def _states(rt: Runtime) -> dict:
+def _states(rt: Runtime) -> tuple[dict, float, float]:
+    """Delivery states, and when the first delivery was recorded and the last record created."""
     counts: dict[str, int] = {}
+    first_done, last_created = float("inf"), 0.0
     for key in rt.redis.scan_iter("pr:dlv:*", count=1000):
-        state = rt.redis.hget(key, "state")
-        counts[state.decode()] = counts.get(state.decode(), 0) + 1
-    return counts
+        state, created, updated = (v.decode() for v in rt.redis.hmget(key, "state", "created_at", "updated_at"))
+        counts[state] = counts.get(state, 0) + 1
+        first_done, last_created = min(first_done, float(updated)), max(last_created, float(created))
+    return counts, first_done, last_created
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, finished children included, from /proc."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    tree, frontier = {pid}, {pid}
+    while frontier:
+        frontier = {p for p, (parent, _) in stats.items() if parent in frontier} - tree
+        tree |= frontier
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(cpu: dict[str, float], n: int) -> str:
+    return "  ".join(f"{role} {seconds * 1000 / n:.3f}" for role, seconds in cpu.items()) + (
+        f"  (total {sum(cpu.values()) * 1000 / n:.3f})")
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
