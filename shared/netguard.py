@@ -371,6 +371,8 @@ def _fetch_once(
             return _exchange_and_keep(kept, exchange, pool, origin)
         except _StaleConnection:
             pass  # the server had closed the kept connection before it saw the request: open a new one
+        if deadline - time.monotonic() <= 0:
+            raise DeadlineExceeded(total_timeout)
     addresses = check_url(url, allow_networks, dns_timeout=min(connect_timeout, deadline - time.monotonic()))
     last_error: Exception | None = None
     for address in addresses:
