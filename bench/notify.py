@@ -1,13 +1,15 @@
 """Notify benchmark: webhook deliveries per second and fan-out time, each against a baseline.
 
 1. Deliveries: 10,000 webhook subscriptions on one topic, all pointing at a local
-   receiver (its own process, 127.0.0.1). One `notify.article_event` task goes to real
-   notify workers (`pressroom worker notify`, prefork) and the scheduler; the clock stops
-   when the receiver has answered every delivery. Baselines in the same run: a bare loop
-   of the same signed POSTs through the same HTTP client (shared.netguard.fetch), first
-   in one thread, then in as many threads as the workers have processes; and the floor
-   that one Celery task per delivery sets: as many `notify.deliver` tasks that find no
-   delivery, through the same workers.
+   receiver (its own process, 127.0.0.1, HTTP/1.1 keep-alive). One `notify.article_event`
+   task goes to real notify workers (`pressroom worker notify`, prefork) and the
+   scheduler; the clock stops when the receiver has answered every delivery. Baselines in
+   the same run: a bare loop of the same signed POSTs through the same HTTP client
+   (shared.netguard.fetch with a netguard.ConnectionPool, as the webhook transport uses
+   it) in 1, 8 and 16 threads (16 = the sending threads of one worker process), and the
+   same loop opening a new connection per POST (the client as it was before batching);
+   and the floor that one Celery task per delivery would set: as many `notify.deliver`
+   tasks that find no delivery, through the same workers.
 2. Fan-out: 100,000 subscriptions that follow the article's topics, beside 25,000 that
    follow others; the time to match and create every delivery record (the functions the
    fan-out and batch tasks run, in this process, on a real Redis), against reading every
@@ -46,6 +48,7 @@ from shared.settings import Settings, parse_webhook_secret  # noqa: E402
 from shared.subscriptions import ALL_SUBSCRIPTIONS, Subscription, SubscriptionStore, _index, sub_key  # noqa: E402
 
 LOOPBACK = "127.0.0.0/8"
+BARE_THREADS = (1, 8, 16)
 
 
 def receiver_main(port: int) -> None:
@@ -54,6 +57,8 @@ def receiver_main(port: int) -> None:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as most webhook receivers
+
         def log_message(self, *args):
             pass
 
@@ -121,10 +126,11 @@ def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list
     return out
 
 
-def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
+def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: bool = True) -> float:
     """The same signed POSTs through the same client, no Pressroom around them; returns seconds."""
     ev = event(["Defence"])
     allow = (_loopback(),)
+    pool = netguard.ConnectionPool(per_origin=max(threads, 1)) if keep_alive else None
 
     def post(item):
         sid, secret = item
@@ -133,7 +139,7 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
         response = netguard.fetch(url, method="POST", body=payload,
                                   headers=webhook.headers([parse_webhook_secret(secret)], msg_id, payload),
                                   allow_networks=allow, connect_timeout=5, total_timeout=15, max_bytes=200,
-                                  truncate=True)
+                                  truncate=True, pool=pool)
         assert response.status == 204, response.status
 
     started = time.perf_counter()
@@ -141,16 +147,28 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int) -> float:
         for item in keys:
             post(item)
     else:
-        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            list(pool.map(post, keys))
-    return time.perf_counter() - started
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool_threads:
+            list(pool_threads.map(post, keys))
+    elapsed = time.perf_counter() - started
+    if pool is not None:
+        print(f"  bare loop, {threads} thread(s): {n_rate(len(keys), elapsed)} /s over {pool.opened} connection(s)",
+              flush=True)
+        pool.close()
+    else:
+        print(f"  bare loop, {threads} thread(s), a new connection per POST: {n_rate(len(keys), elapsed)} /s",
+              flush=True)
+    return elapsed
+
+
+def n_rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:.1f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes (and baseline threads)")
+    parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes")
     args = parser.parse_args()
 
     children: list[subprocess.Popen] = []
@@ -176,10 +194,14 @@ def main() -> None:
         n = args.subscriptions
         keys = bulk_subscribe(rt, hook, n, ["Defence"])
         print(f"{n} subscriptions stored; receiver at {base}", flush=True)
-        bare_1 = bare_loop(hook, keys, 1)
-        bare_c = bare_loop(hook, keys, args.concurrency)
+        bare, bare_cpu = {}, {}
+        for threads in BARE_THREADS:
+            cpu0 = time.process_time(), cpu_seconds(children[1].pid)
+            bare[threads] = n / bare_loop(hook, keys, threads)
+            bare_cpu[threads] = (time.process_time() - cpu0[0], cpu_seconds(children[1].pid) - cpu0[1])
+        bare_new_conn = n / bare_loop(hook, keys, 8, keep_alive=False)
         before = received(base)
-        assert before == 2 * n, before
+        assert before == (len(BARE_THREADS) + 1) * n, before
 
         log_path = Path(tempfile.mkdtemp(prefix="bench-notify-")) / "workers.log"
         print(f"worker and scheduler log: {log_path}", flush=True)
@@ -195,13 +217,18 @@ def main() -> None:
         _wait(lambda: rt.redis.exists(f"pr:notify:event:{warm['id']}:1:article.published"), 60, "workers to start")
         time.sleep(2)
 
+        roles = {"workers": children[2].pid, "receiver": children[1].pid, "redis": children[0].pid,
+                 "scheduler": children[3].pid}
+        cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
+        sent_at = time.time()
         started = time.perf_counter()
         celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event(["defence", "News"])})
         _wait(lambda: received(base) - before >= n, 600, "every delivery", interval=0.05)
         pressroom = time.perf_counter() - started
+        pressroom_cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in roles.items()}
         time.sleep(3)
         extra = received(base) - before - n
-        states = _states(rt)
+        states, first_done, last_created = _states(rt)
 
         # the floor of one Celery task per delivery: the same workers taking tasks that find nothing to do
         started = time.perf_counter()
@@ -238,25 +265,39 @@ def main() -> None:
         scan_s = time.perf_counter() - started
         assert seen == fan + fan // 4, seen
 
+        best = max(bare.values())
         report = {
             "subscriptions": n, "concurrency": args.concurrency,
             "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
-            "bare_1_per_s": n / bare_1, "bare_c_per_s": n / bare_c, "celery_floor_per_s": n / floor,
+            **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
+            "celery_floor_per_s": n / floor, "ratio_to_best_bare": n / pressroom / best,
             "extra_requests": extra, "delivery_states": states,
+            "first_delivery_recorded_after_s": first_done - sent_at,
+            "last_record_created_after_s": last_created - sent_at, "pressroom_cpu_s": pressroom_cpu,
+            "bare_cpu_s": {t: {"client": c, "receiver": r} for t, (c, r) in bare_cpu.items()},
             "fanout_subscriptions": fan + fan // 4, "fanout_matched": matched, "fanout_match_s": match_s,
             "fanout_s": fan_s, "scan_all_s": scan_s,
         }
         print(json.dumps(report, indent=2))
+        rows = "\n".join(
+            f"  bare loop, same client kept alive, {t:2d} thread(s) {rate:8.1f} /s   ratio {n / pressroom / rate:6.3f}"
+            for t, rate in bare.items()
+        )
+        bare_cpu_lines = "\n".join(
+            f"  CPU ms per POST, bare loop {t:2d} thread(s)      {cpu_line({'client': c, 'receiver': r}, n)}"
+            for t, (c, r) in bare_cpu.items()
+        )
         print(f"""
 deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
   Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
-  bare loop, same signed POSTs, 1 thread         {n / bare_1:8.1f} /s
-  bare loop, {args.concurrency} threads                           {n / bare_c:8.1f} /s
-  ratio Pressroom / bare 1 thread                {bare_1 / pressroom:8.3f}
-  ratio Pressroom / bare {args.concurrency} threads               {bare_c / pressroom:8.3f}
-  floor: the same workers, tasks that do nothing  {n / floor:8.1f} tasks/s
-  ratio Pressroom / that floor                   {floor / pressroom:8.3f}
+{rows}
+  bare loop, a new connection per POST, 8 threads {bare_new_conn:7.1f} /s   ratio {n / pressroom / bare_new_conn:6.3f}
+  ratio Pressroom / best bare loop               {n / pressroom / best:8.3f}
+  floor of one task per delivery (same workers)  {n / floor:8.1f} tasks/s  ratio {floor / pressroom:6.3f}
   requests beyond one per subscription           {extra}
+  first delivery recorded / last record created  +{first_done - sent_at:.2f} s / +{last_created - sent_at:.2f} s
+  CPU ms per delivery, Pressroom                 {cpu_line(pressroom_cpu, n)}
+{bare_cpu_lines}
 fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
   match (index union)                            {match_s * 1000:8.1f} ms
   match + create every delivery record           {fan_s:8.2f} s   ({matched / fan_s:,.0f} deliveries/s)
@@ -272,12 +313,37 @@ fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
                     child.kill()
 
 
-def _states(rt: Runtime) -> dict:
+def _states(rt: Runtime) -> tuple[dict, float, float]:
+    """Delivery states, and when the first delivery was recorded and the last record created."""
     counts: dict[str, int] = {}
+    first_done, last_created = float("inf"), 0.0
     for key in rt.redis.scan_iter("pr:dlv:*", count=1000):
-        state = rt.redis.hget(key, "state")
-        counts[state.decode()] = counts.get(state.decode(), 0) + 1
-    return counts
+        state, created, updated = (v.decode() for v in rt.redis.hmget(key, "state", "created_at", "updated_at"))
+        counts[state] = counts.get(state, 0) + 1
+        first_done, last_created = min(first_done, float(updated)), max(last_created, float(created))
+    return counts, first_done, last_created
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, finished children included, from /proc."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    tree, frontier = {pid}, {pid}
+    while frontier:
+        frontier = {p for p, (parent, _) in stats.items() if parent in frontier} - tree
+        tree |= frontier
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(cpu: dict[str, float], n: int) -> str:
+    return "  ".join(f"{role} {seconds * 1000 / n:.3f}" for role, seconds in cpu.items()) + (
+        f"  (total {sum(cpu.values()) * 1000 / n:.3f})")
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:

@@ -88,6 +88,11 @@ end
 return out
 """
 
+# What an attempt reads: of the record (RECORD_FIELDS) and, returned by the claim, of the subscription.
+RECORD_FIELDS = ("state", "sub", "event_key", "type", "article", "version")
+SUB_FIELDS = ("id", "channel", "target", "topics", "events", "status", "created_at", "updated_at", "failing_since",
+              "secrets", "unsubscribe_token")
+
 # KEYS: record, due, busy, subscription, event, waiting   ARGV: now, lease_until, token, id, busy_ms, rescue_at
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -112,8 +117,8 @@ end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'state', 'delivering', 'lease_until', ARGV[2], 'token', ARGV[3], 'updated_at', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-return {'claimed', attempts, redis.call('HGETALL', KEYS[4]), redis.call('GET', KEYS[5]) or ''}
-"""
+return {'claimed', attempts, redis.call('HMGET', KEYS[4], SUB_FIELDS), redis.call('GET', KEYS[5]) or ''}
+""".replace("SUB_FIELDS", ", ".join(f"'{f}'" for f in SUB_FIELDS))
 
 # KEYS: record, due, busy, log, waiting   ARGV: token, state, next_at, now, last_status, last_error, id, ttl, entry,
 #   log_len
@@ -167,7 +172,7 @@ class Claim:
     attempt: int
     token: str
     sid: str = ""
-    subscription: dict | None = None  # the subscription's hash (None if it is gone)
+    subscription: dict | None = None  # the subscription's SUB_FIELDS (None if it is gone)
     event: dict | None = None  # the stored event (None if it expired)
 
 
@@ -213,6 +218,15 @@ class DeliveryStore:
         raw = self.redis.hgetall(delivery_key(did))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
+    def get_many(self, dids: list[str]) -> dict[str, dict | None]:
+        """What an attempt needs of each record of `dids` (RECORD_FIELDS), in one round trip;
+        None for a missing record."""
+        pipe = self.redis.pipeline(transaction=False)
+        for did in dids:
+            pipe.hmget(delivery_key(did), RECORD_FIELDS)
+        return {did: (dict(zip(RECORD_FIELDS, map(_s, values), strict=True)) if values[0] is not None else None)
+                for did, values in zip(dids, pipe.execute(), strict=True)}
+
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
         other delivery to the same subscriber is in flight. If one is, the delivery is
@@ -225,19 +239,34 @@ class DeliveryStore:
         record = record if record is not None else self.get(did)
         if record is None:
             return Claim("missing", 0, "")
-        token = secrets.token_hex(8)
-        sid = record["sub"]
-        reply = self._claim(
-            keys=[delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)],
-            args=[now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds],
-        )
-        outcome, attempt = _s(reply[0]), int(reply[1])
-        if outcome != "claimed":
-            return Claim(outcome, attempt, token, sid)
-        flat = reply[2]
-        sub = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)} if flat else None
-        event = json.loads(reply[3]) if reply[3] else None
-        return Claim(outcome, attempt, token, sid, sub, event)
+        return self.claim_many({did: record}, lease_seconds, now)[did]
+
+    def claim_many(self, records: dict[str, dict], lease_seconds: float, now: float | None = None) -> dict[str, Claim]:
+        """claim() for several deliveries (id -> record) in one round trip, in the given order:
+        of two deliveries to one subscriber, the second is deferred behind the first."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        tokens = {}
+        for did, record in records.items():
+            tokens[did] = token = secrets.token_hex(8)
+            sid = record["sub"]
+            keys = [delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)]
+            pipe.evalsha(self._claim.sha, len(keys), *keys,
+                         now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds)
+        replies = self._run_scripts(pipe, self._claim) if records else []
+        events: dict[bytes, dict] = {}  # the deliveries of a batch mostly share one event: parse it once
+        claims = {}
+        for (did, record), reply in zip(records.items(), replies, strict=True):
+            outcome, attempt, sid = _s(reply[0]), int(reply[1]), record["sub"]
+            if outcome != "claimed":
+                claims[did] = Claim(outcome, attempt, tokens[did], sid)
+                continue
+            values = reply[2]
+            sub = dict(zip(SUB_FIELDS, map(_s, values), strict=True)) if values and values[0] is not None else None
+            if reply[3] and reply[3] not in events:
+                events[reply[3]] = json.loads(reply[3])
+            claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events.get(reply[3]) if reply[3] else None)
+        return claims
 
     def finish(
         self, did: str, claim: Claim, state: str, *, next_at: float = 0.0, http_status: int | None = None,
@@ -249,19 +278,50 @@ class DeliveryStore:
 
         Returns False when the lease was lost (another run took over): the state is not changed then.
         """
+        keys, args = self._finish_call(did, claim, state, next_at, http_status, error, log_entry, now)
+        return bool(self._finish(keys=keys, args=args))
+
+    def finish_many(self, calls: list[tuple[str, Claim, str, dict]]) -> list[bool]:
+        """finish() for several attempts, each (did, claim, state, finish keyword arguments), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for did, claim, state, kwargs in calls:
+            keys, args = self._finish_call(did, claim, state, kwargs.get("next_at", 0.0), kwargs.get("http_status"),
+                                           kwargs.get("error", ""), kwargs.get("log_entry"), kwargs.get("now"))
+            pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
+        return [bool(r) for r in self._run_scripts(pipe, self._finish)] if calls else []
+
+    def _finish_call(
+        self, did: str, claim: Claim, state: str, next_at: float, http_status: int | None, error: str,
+        log_entry: dict | None, now: float | None,
+    ) -> tuple[list, list]:
         now = time.time() if now is None else now
         entry = json.dumps(log_entry, separators=(",", ":")) if log_entry else ""
-        return bool(
-            self._finish(
-                keys=[delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid), waiting_key(claim.sid)],
-                args=[claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry,
-                      LOG_LENGTH],
-            )
-        )
+        keys = [delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid), waiting_key(claim.sid)]
+        args = [claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry, LOG_LENGTH]
+        return keys, args
+
+    def _run_scripts(self, pipe, script) -> list:
+        """Execute a pipeline of EVALSHA calls of `script`, loading the script first if Redis lost it.
+
+        (A Script object in a pipeline would ask SCRIPT EXISTS on every execute: a round trip more.)
+        Nothing ran when the script was missing, so sending the same commands again is safe.
+        """
+        commands = list(pipe.command_stack)
+        try:
+            return pipe.execute()
+        except redis.exceptions.NoScriptError:
+            self.redis.script_load(script.script)
+            pipe.command_stack = commands
+            return pipe.execute()
 
     def defer(self, did: str, at: float) -> None:
         """Look at the delivery again at `at` without counting an attempt."""
         self.redis.zadd(DUE, {did: at})
+
+    def hand_back(self, dids: list[str], now: float | None = None) -> None:
+        """Make released but unclaimed deliveries due now again, for another worker to take."""
+        if dids:
+            self.redis.zadd(DUE, dict.fromkeys(dids, time.time() if now is None else now), lt=True)
 
     def reset(self, did: str, now: float | None = None) -> str:
         """Make a failed or cancelled delivery pending again with a fresh schedule; returns

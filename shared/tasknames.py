@@ -12,6 +12,7 @@ SCHEDULER_SITE_TICK = "scheduler.site_tick"  # popular.json, news sitemap ageing
 NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
 NOTIFY_QUEUE_BATCH = "notify.queue_batch"  # args: event key, list of subscription ids
 NOTIFY_DELIVER = "notify.deliver"  # args: delivery id
+NOTIFY_DELIVER_BATCH = "notify.deliver_batch"  # args: list of delivery ids (what the dispatcher sends)
 NOTIFY_CONFIRM_EMAIL = "notify.confirm_email"  # args: subscription id
 SCHEDULER_NOTIFY_RETRIES = "scheduler.notify_retries"
 SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"

@@ -2,10 +2,11 @@
 
 Every attempt is recorded in the delivery's state (shared.deliveries) before and after it
 runs and appended to the subscription's log. At most one attempt per subscription is in
-flight (the claim takes a short per-subscriber lock): a slow endpoint ties up one worker
-slot, never the pool, and its other deliveries wait their turn in the due set instead of
-in a worker. Three Redis round trips per attempt: read the record, claim (which returns
-the subscription and event), finish (which also logs and frees the subscriber).
+flight (the claim takes a short per-subscriber lock): a slow endpoint ties up one sending
+thread, never the pool, and its other deliveries wait their turn in the due set instead of
+in a worker. `attempt` is one delivery start to end (three Redis round trips: read the
+record, claim, finish); services.notify.batches reads and claims many at once and calls
+`complete` for each claimed one in a thread of its own.
 """
 
 from __future__ import annotations
@@ -48,23 +49,33 @@ def attempt(rt: Runtime, did: str) -> str:
     claim = store.claim(did, LEASE_SECONDS, record)
     if claim.outcome != "claimed":
         return claim.outcome
+    return complete(rt, store, did, record, claim)
+
+
+def complete(rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, finish=None) -> str:
+    """Send a claimed delivery and record the outcome (delivered, retrying, failed, cancelled).
+
+    `finish(did, claim, state, **details)` records the end of the attempt (default
+    `store.finish`; services.notify.batches passes one that shares round trips).
+    """
+    finish = finish or store.finish
     entry = {"delivery_id": did, "event": record["type"], "article_id": record["article"],
              "version": int(record["version"]), "attempt": claim.attempt}
     sub = Subscription.from_hash(claim.subscription) if claim.subscription else None
     if sub is None or sub.status != "active":
         reason = f"subscription {sub.status}" if sub else "subscription deleted"
         logged = _entry(entry, "cancelled", error=reason) if sub else None  # a deleted one has no log
-        store.finish(did, claim, "cancelled", error=reason, log_entry=logged)
+        finish(did, claim, "cancelled", error=reason, log_entry=logged)
         return "cancelled"
     if claim.event is None:
         reason = "event expired before delivery"
-        store.finish(did, claim, "failed", error=reason, log_entry=_entry(entry, "failed", error=reason))
+        finish(did, claim, "failed", error=reason, log_entry=_entry(entry, "failed", error=reason))
         return "failed"
     try:
         result = send(rt.settings, sub, claim.event, did)
     except DeliveryError as exc:
-        return _failed(rt, store, sub, did, claim, entry, exc)
-    store.finish(did, claim, "delivered", http_status=result.status,
+        return _failed(rt, finish, sub, did, claim, entry, exc)
+    finish(did, claim, "delivered", http_status=result.status,
                  log_entry=_entry(entry, "delivered", result.status, result.latency_ms, result.answer))
     if sub.failing_since:
         SubscriptionStore(rt.redis).record_success(sub.id)
@@ -72,9 +83,7 @@ def attempt(rt: Runtime, did: str) -> str:
     return "delivered"
 
 
-def _failed(
-    rt: Runtime, store: DeliveryStore, sub: Subscription, did: str, claim: Claim, entry: dict, exc: DeliveryError
-) -> str:
+def _failed(rt: Runtime, finish, sub: Subscription, did: str, claim: Claim, entry: dict, exc: DeliveryError) -> str:
     subs = SubscriptionStore(rt.redis)
     now = time.time()
     error = str(exc)
@@ -88,11 +97,11 @@ def _failed(
     if next_at is None:
         if not exc.permanent:
             error = f"gave up after {claim.attempt} attempts: {error}"
-        store.finish(did, claim, "failed", http_status=exc.status, error=error, now=now,
+        finish(did, claim, "failed", http_status=exc.status, error=error, now=now,
                      log_entry=_entry(entry, "failed", exc.status, exc.latency_ms, exc.answer, error))
         log.warning("delivery %s to %s failed: %s", did, sub.id, error)
         return "failed"
-    store.finish(did, claim, "pending", next_at=next_at, http_status=exc.status, error=error, now=now,
+    finish(did, claim, "pending", next_at=next_at, http_status=exc.status, error=error, now=now,
                  log_entry=_entry(entry, "retrying", exc.status, exc.latency_ms, exc.answer, error, next_at))
     log.info("delivery %s to %s attempt %d failed (%s); next at %s", did, sub.id, claim.attempt, error, _iso(next_at))
     return "retrying"

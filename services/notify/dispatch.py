@@ -1,12 +1,13 @@
-"""Dispatch: move due deliveries from Redis into the broker, as fast as the workers take them.
+"""Dispatch: move due deliveries from Redis into the broker, in batches, as fast as workers take them.
 
-Fan-out only writes delivery records (100,000 in a few seconds); turning each into a
-Celery message costs far more, and queuing 100,000 messages at once would only make a
-long queue. So the dispatcher keeps the notify queue at most MAX_BACKLOG deep: it runs
-right after each fan-out batch, every second from the scheduler, and from delivery tasks
-whenever the queue runs low (so the workers never wait for the scheduler); each released
-delivery is pushed REQUEUE_AFTER seconds ahead in the due set, so a lost message is sent
-again (duplicates are harmless: a delivery is claimed once).
+Fan-out only writes delivery records (100,000 in a few seconds); the dispatcher turns
+them into `notify.deliver_batch` messages of up to BATCH delivery ids each (one Celery
+task per delivery was the throughput ceiling) and keeps the notify queue at most
+MAX_BACKLOG messages deep, so a long list waits in the due set, not in the broker. It
+runs right after each fan-out batch, every second from the scheduler, and from delivery
+tasks whenever the queue runs low (so the workers never wait for the scheduler); each
+released delivery is pushed REQUEUE_AFTER seconds ahead in the due set, so a lost
+message is sent again (duplicates are harmless: a delivery is claimed once).
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from shared import tasknames
 from shared.deliveries import DeliveryStore
 from shared.runtime import Runtime
 
-MAX_BACKLOG = 2000
-BATCH = 500
+BATCH = 100  # delivery ids per message
+MAX_BACKLOG = 20  # messages (up to 2,000 deliveries)
+RELEASE = 500  # ids taken from the due set per round trip
 REQUEUE_AFTER = 120.0
-QUEUE = tasknames.queue_for(tasknames.NOTIFY_DELIVER)
+QUEUE = tasknames.queue_for(tasknames.NOTIFY_DELIVER_BATCH)
 
 
-def dispatch(rt: Runtime, send: Callable[[str], None], budget_seconds: float = 0.8) -> int:
-    """Queue due deliveries while the notify queue has room; returns how many were queued."""
+def dispatch(rt: Runtime, send: Callable[[list[str]], None], budget_seconds: float = 0.8) -> int:
+    """Queue due deliveries, BATCH ids per `send`, while the notify queue has room; returns how
+    many deliveries were queued."""
     store = DeliveryStore(rt.redis)
     started = time.monotonic()
     sent = 0
@@ -33,17 +36,18 @@ def dispatch(rt: Runtime, send: Callable[[str], None], budget_seconds: float = 0
         room = MAX_BACKLOG - rt.redis.llen(QUEUE)
         if room <= 0:
             break
-        due = store.release_due(limit=min(room, BATCH), requeue_after=REQUEUE_AFTER)
-        for did in due:
-            send(did)
+        wanted = min(room * BATCH, RELEASE)
+        due = store.release_due(limit=wanted, requeue_after=REQUEUE_AFTER)
+        for start in range(0, len(due), BATCH):
+            send(due[start : start + BATCH])
         sent += len(due)
-        if len(due) < min(room, BATCH):
+        if len(due) < wanted:
             break
     return sent
 
 
-def top_up(rt: Runtime, send: Callable[[str], None]) -> int:
-    """Dispatch a little if the queue is running low; cheap enough to call after every delivery."""
-    if rt.redis.llen(QUEUE) >= MAX_BACKLOG // 4:
+def top_up(rt: Runtime, send: Callable[[list[str]], None]) -> int:
+    """Dispatch a little if the queue is running low; cheap enough to call after every batch."""
+    if rt.redis.llen(QUEUE) >= max(1, MAX_BACKLOG // 4):
         return 0
     return dispatch(rt, send, budget_seconds=0.2)

@@ -1,10 +1,13 @@
 """Notify-pool tasks: thin wrappers that take ids, reload state and call the library modules.
 
 Delivery semantics: every task is acked late and safe to run twice. The fan-out task only
-stores and batches; the batch task only creates records (due at once) and dispatches; each
-delivery is its own task, so a slow endpoint delays nobody else. Retries are not Celery
-countdowns: a failed attempt lands in the due set, and `scheduler.notify_retries`
-dispatches what is due every second (services.notify.dispatch).
+stores and batches; the batch task only creates records (due at once) and dispatches; the
+dispatcher sends due deliveries in `notify.deliver_batch` messages, each sent from the
+worker process's thread pool (services.notify.batches), so a slow endpoint holds one
+thread and delays nobody else. `notify.deliver` (one id) is what the API and
+`pressroom deliveries retry` send. Retries are not Celery countdowns: a failed attempt
+lands in the due set, and `scheduler.notify_retries` dispatches what is due every second
+(services.notify.dispatch).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from celery import shared_task
 from redis.exceptions import RedisError
 
-from services.notify import confirmations, deliveries, dispatch, matching
+from services.notify import batches, confirmations, deliveries, dispatch, matching
 from services.notify.transports import DeliveryError
 from shared import tasknames
 from shared.runtime import runtime_for
@@ -43,7 +46,7 @@ def queue_batch(self, event_key: str, subscription_ids: list[str]) -> int:
     """Create the deliveries of one batch (once each), then dispatch what the queue has room for."""
     rt = runtime_for(self.app.pressroom_settings)
     created = matching.create_deliveries(rt, event_key, subscription_ids)
-    dispatch.dispatch(rt, lambda did: _send_delivery(self.app, did))
+    dispatch.dispatch(rt, lambda dids: _send_batch(self.app, dids))
     return len(created)
 
 
@@ -53,8 +56,18 @@ def deliver(self, delivery_id: str) -> str:
     """One attempt at one delivery; the outcome is in the delivery record and log."""
     rt = runtime_for(self.app.pressroom_settings)
     outcome = deliveries.attempt(rt, delivery_id)
-    dispatch.top_up(rt, lambda did: _send_delivery(self.app, did))
+    dispatch.top_up(rt, lambda dids: _send_batch(self.app, dids))
     return outcome
+
+
+@shared_task(bind=True, name=tasknames.NOTIFY_DELIVER_BATCH, autoretry_for=TRANSIENT, retry_backoff=1,
+             retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90, **COMMON)
+def deliver_batch(self, delivery_ids: list[str]) -> dict[str, int]:
+    """One attempt at each due delivery of the batch, from this process's sending threads."""
+    rt = runtime_for(self.app.pressroom_settings)
+    outcomes = batches.deliver_batch(rt, delivery_ids)
+    dispatch.top_up(rt, lambda dids: _send_batch(self.app, dids))
+    return outcomes
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_CONFIRM_EMAIL, autoretry_for=(*TRANSIENT, DeliveryError),
@@ -68,11 +81,11 @@ def confirm_email(self, subscription_id: str) -> str:
 def notify_retries(self) -> int:
     """Queue deliveries that are due: new ones left by fan-out, retries, lapsed leases."""
     rt = runtime_for(self.app.pressroom_settings)
-    sent = dispatch.dispatch(rt, lambda did: _send_delivery(self.app, did))
+    sent = dispatch.dispatch(rt, lambda dids: _send_batch(self.app, dids))
     if sent:
         log.info("queued %d due deliveries", sent)
     return sent
 
 
-def _send_delivery(app, did: str) -> None:
-    app.send_task(tasknames.NOTIFY_DELIVER, args=[did])
+def _send_batch(app, dids: list[str]) -> None:
+    app.send_task(tasknames.NOTIFY_DELIVER_BATCH, args=[dids])

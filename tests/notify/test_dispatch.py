@@ -1,5 +1,6 @@
-"""Dispatch: due deliveries go to the broker only as fast as the queue has room."""
+"""Dispatch: due deliveries go to the broker in batches, only as fast as the queue has room."""
 
+import json
 import time
 
 from services.notify import dispatch
@@ -8,24 +9,44 @@ from tests.notify.helpers import article_event, queue, subscribe
 
 
 def test_dispatch_fills_the_queue_up_to_the_backlog_and_no_further(notify_rt, monkeypatch):
-    monkeypatch.setattr(dispatch, "MAX_BACKLOG", 500)
+    monkeypatch.setattr(dispatch, "MAX_BACKLOG", 5)
+    monkeypatch.setattr(dispatch, "BATCH", 100)
     for n in range(1203):
         subscribe(notify_rt, f"http://127.0.0.1:9/{n}")
     created = set(queue(notify_rt, article_event()))
     assert len(created) == 1203
 
-    def send(did):  # what the broker does: one message in the notify list
-        notify_rt.redis.lpush(dispatch.QUEUE, did)
+    def send(dids):  # what the broker does: one message in the notify list
+        assert 0 < len(dids) <= 100
+        notify_rt.redis.lpush(dispatch.QUEUE, json.dumps(dids))
+
+    def queued() -> list[list[str]]:
+        return [json.loads(m) for m in notify_rt.redis.lrange(dispatch.QUEUE, 0, -1)]
 
     assert dispatch.dispatch(notify_rt, send) == 500
+    assert [len(m) for m in queued()] == [100] * 5
     assert dispatch.dispatch(notify_rt, send) == 0  # the queue is full: the rest wait in Redis
-    first = {m.decode() for m in notify_rt.redis.lrange(dispatch.QUEUE, 0, -1)}
+    first = {did for m in queued() for did in m}
     assert notify_rt.redis.zscore(DUE, next(iter(first))) > time.time() + 60  # re-sent only if lost
 
     notify_rt.redis.delete(dispatch.QUEUE)  # the workers took them
     assert dispatch.dispatch(notify_rt, send) == 500
     notify_rt.redis.delete(dispatch.QUEUE)
     assert dispatch.dispatch(notify_rt, send) == 203
-    rest = {m.decode() for m in notify_rt.redis.lrange(dispatch.QUEUE, 0, -1)}
+    assert sorted(len(m) for m in queued()) == [3, 100, 100]
+    rest = {did for m in queued() for did in m}
     assert len(first | rest) == 703 and (first | rest) <= created
     assert dispatch.dispatch(notify_rt, send) == 0
+
+
+def test_top_up_only_when_the_queue_runs_low(notify_rt, monkeypatch):
+    monkeypatch.setattr(dispatch, "MAX_BACKLOG", 8)
+    for n in range(5):
+        subscribe(notify_rt, f"http://127.0.0.1:9/{n}")
+    queue(notify_rt, article_event())
+    sent = []
+    for _ in range(2):
+        notify_rt.redis.lpush(dispatch.QUEUE, "[]")
+    assert dispatch.top_up(notify_rt, sent.append) == 0 and sent == []  # two of eight: not low
+    notify_rt.redis.delete(dispatch.QUEUE)
+    assert dispatch.top_up(notify_rt, sent.append) == 5 and [len(b) for b in sent] == [5]

@@ -1,8 +1,14 @@
-"""Webhook transport: one Standard Webhooks POST through netguard, the only outbound HTTP path."""
+"""Webhook transport: one Standard Webhooks POST through netguard, the only outbound HTTP path.
+
+Deliveries share one netguard.ConnectionPool per process, so the many deliveries to one
+receiver host reuse kept-alive connections (each new one resolved and checked by the
+SSRF guard when it is opened) instead of a TCP connection each.
+"""
 
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from services.notify.retries import parse_retry_after
 from services.notify.transports import DeliveryError, Result
@@ -13,6 +19,13 @@ CONNECT_TIMEOUT = 5.0
 TOTAL_TIMEOUT = 15.0
 ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
+KEEP_PER_HOST = 16  # idle connections kept per receiver origin: one per sending thread (batches.THREADS)
+
+
+@cache
+def connections() -> netguard.ConnectionPool:
+    """This process's kept connections (the pool itself forgets a parent's after a fork)."""
+    return netguard.ConnectionPool(per_origin=KEEP_PER_HOST)
 
 
 def body(event: dict) -> bytes:
@@ -37,7 +50,7 @@ def send(settings: Settings, url: str, keys: list[bytes], msg_id: str, payload: 
         response = netguard.fetch(
             url, method="POST", body=payload, headers=headers(keys, msg_id, payload),
             allow_networks=settings.webhook_allow_networks, connect_timeout=CONNECT_TIMEOUT,
-            total_timeout=TOTAL_TIMEOUT, max_bytes=ANSWER_BYTES, truncate=True,
+            total_timeout=TOTAL_TIMEOUT, max_bytes=ANSWER_BYTES, truncate=True, pool=connections(),
         )
     except (netguard.BlockedAddress, netguard.InvalidURL) as exc:
         raise DeliveryError(str(exc), disable=True) from None
