@@ -89,6 +89,7 @@ def run_stack() -> int:
         me = [sys.executable, "-m", "pressroom.cli"]
         ingest = sup.start("ingest", [*me, "ingest"], restart=True)
         sup.start("render worker", [*me, "worker", "render"], restart=True)
+        sup.start("site worker", [*me, "worker", "site"], restart=True)
         sup.start("notify worker", [*me, "worker", "notify"], restart=True)
         sup.start("scheduler", [*me, "scheduler"], restart=True)
         site = sup.start("site", [*me, "site"], restart=True)
