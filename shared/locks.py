@@ -45,6 +45,20 @@ def lease(client: redis.Redis, name: str, ttl: float = 20, wait: float = 10) -> 
             lock.release()
 
 
+# KEYS: the lease names; ARGV: token, ttl in ms. Take each that is free or already ours; returns 0/1 each.
+_TAKE = """
+local taken = {}
+for i, name in ipairs(KEYS) do
+  if redis.call('SET', name, ARGV[1], 'NX', 'PX', ARGV[2]) or redis.call('GET', name) == ARGV[1] then
+    redis.call('PEXPIRE', name, ARGV[2])
+    taken[i] = 1
+  else
+    taken[i] = 0
+  end
+end
+return taken
+"""
+
 # KEYS: the lease names; ARGV: token, ttl in ms. Renew (or release, ttl 0) those still held with the token.
 _RENEW = """
 local held = 0
@@ -59,20 +73,22 @@ return held
 
 
 @contextlib.contextmanager
-def leases(client: redis.Redis, names: list[str], ttl: float = 20) -> Iterator[set[str]]:
+def leases(client: redis.Redis, names: list[str], ttl: float = 20, owner: str = "") -> Iterator[set[str]]:
     """Take whichever of `names` are free, in one round trip; yields the set of names taken.
 
-    For batch work (a rebuild renders a hundred articles per task): one SET NX each in a
-    pipeline, one renewing thread and one release script for all of them. A name someone
-    else holds is simply not taken; the caller leaves that item to its holder. The leases
-    are the same keys `lease` takes (SET NX with a random token), so both exclude each other.
+    For batch work (a rebuild renders a hundred articles per task): one script takes them
+    all, one thread renews them and one script releases them. A name someone else holds is
+    not taken; the caller leaves that item to its holder. `owner` names the work rather than
+    the process: the same work run again after its process was killed takes back the leases
+    the dead run still holds, instead of waiting for them to expire. The leases are the
+    keys `lease` takes (SET NX with a random token), so both exclude each other.
     """
-    token = uuid.uuid4().hex
+    token = owner or uuid.uuid4().hex
     ms = int(ttl * 1000)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.set(name, token, nx=True, px=ms)
-    taken = [name for name, ok in zip(names, pipe.execute(), strict=True) if ok]
+    taken: list[str] = []
+    if names:
+        flags = client.register_script(_TAKE)(keys=names, args=[token, ms])
+        taken = [name for name, flag in zip(names, flags, strict=True) if int(flag)]
     script = client.register_script(_RENEW)
     stop = threading.Event()
 

@@ -159,7 +159,7 @@ def index_chunk(rt: Runtime, run: str, number: int, send: SendArticle) -> dict[s
     failed: list[tuple[str, int, str]] = []
     missing: list[str] = []
     cache: dict[str, bytes] = {}
-    with leases(rt.redis, [keys.article_lock(aid) for aid in aids]) as held:
+    with leases(rt.redis, [keys.article_lock(aid) for aid in aids], owner=f"rebuild:{run}:index:{number}") as held:
         states = _states(rt, aids)
         todo: list[Loaded] = []
         for aid in aids:
@@ -234,7 +234,7 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
     fallback: list[str] = []
     finished_before: list[str] = []
     cpu = 0.0
-    with leases(rt.redis, [keys.article_lock(aid) for aid in aids]) as held:
+    with leases(rt.redis, [keys.article_lock(aid) for aid in aids], owner=f"rebuild:{run}:pages:{number}") as held:
         states = _states(rt, aids)
         jobs: list[Job] = []
         for aid in aids:
