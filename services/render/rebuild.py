@@ -60,6 +60,7 @@ log = logging.getLogger("pressroom.render")
 
 CHUNK = 100
 SUB_BATCH = 25  # pages rendered, uploaded and finished together: what a killed chunk may redo
+REDIS_THREADS = 4  # related-index scripts in flight at once (each is atomic in Redis)
 CACHE_TTL = 24 * 3600
 RUN_TTL = 7 * 24 * 3600
 FALLBACK = "_fallback"  # field of a chunk's cache: ids handed to the per-article task in phase 1
@@ -186,18 +187,24 @@ def index_chunk(rt: Runtime, run: str, number: int, send: SendArticle) -> dict[s
         with ThreadPoolExecutor(rt.settings.s3_concurrency, thread_name_prefix="rebuild-photo") as pool:
             photos = list(pool.map(lambda item: featured_photo(rt, item.article), loaded))
         related = RelatedIndex(rt.redis)
-        entries = []
-        for item, photo in zip(loaded, photos, strict=True):
+
+        def prepare(item: Loaded, photo) -> tuple[tuple[Article, dict], bytes]:
             article = item.article
             path = states[item.aid].get("path") or claim_path(rt, article)
             url = f"{rt.settings.site_url}/{path}/"
             related.index(related_doc_from_article(article))
-            entries.append((article, card(article, url, path, thumbnail(photo))))
-            cache[item.aid] = zlib.compress(json.dumps({
+            entry = card(article, url, path, thumbnail(photo))
+            return (article, entry), zlib.compress(json.dumps({
                 "version": item.version, "doc_key": item.doc_key, "path": path, "url": url,
                 "photo": photo_model.dumps(photo) if photo else None, "doc": item.raw.decode("utf-8"),
             }, separators=(",", ":")).encode(), 1)
-        SiteIndex(rt.redis).add_many(entries)
+
+        # the index's script calls are atomic each; a few in flight overlap their round trips
+        with ThreadPoolExecutor(REDIS_THREADS, thread_name_prefix="rebuild-index") as pool:
+            prepared = list(pool.map(prepare, loaded, photos))
+        for item, (_, blob) in zip(loaded, prepared, strict=True):
+            cache[item.aid] = blob
+        SiteIndex(rt.redis).add_many([entry for entry, _ in prepared])
         cache[FALLBACK] = json.dumps([aid for aid, _ in fallback]).encode()
         pipe = rt.redis.pipeline()
         pipe.hset(part(run, f"cache:{number}"), mapping=cache)
@@ -280,7 +287,9 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
 def _related_lists(rt: Runtime, aids: list[str]) -> dict[str, list[dict]]:
     """Each page's related cards from the complete index: one query per page, one HMGET for all cards."""
     related = RelatedIndex(rt.redis)
-    ids = {aid: [i for i in related.query(aid, lists.LIST_SIZE * 2) if i != aid] for aid in aids}
+    with ThreadPoolExecutor(REDIS_THREADS, thread_name_prefix="rebuild-related") as pool:
+        found = pool.map(lambda aid: [i for i in related.query(aid, lists.LIST_SIZE * 2) if i != aid], aids)
+        ids = dict(zip(aids, found, strict=True))
     wanted = sorted({i for found in ids.values() for i in found})
     cards = {c["id"]: c for c in SiteIndex(rt.redis).cards(wanted)}
     return {aid: [cards[i] for i in found if i in cards][:lists.LIST_SIZE] for aid, found in ids.items()}

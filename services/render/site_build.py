@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from services.render import lists, site_pages
 from services.render.pages import SiteContext
-from services.render.site_index import HOME, PAGE_SIZE, SiteIndex, listing_for
+from services.render.site_index import HOME, PAGE_SIZE, TOPIC_NAMES, SiteIndex, listing_for
 from services.render.upload import BatchUploader, Uploader
 from shared import keys
 from shared.locks import LeaseBusy, lease
@@ -88,11 +88,12 @@ def _build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]
 
 def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[str, int]) -> list[str]:
     site = SiteContext(site_url=rt.settings.site_url)
+    titles = {k.decode(): v.decode() for k, v in rt.redis.hgetall(TOPIC_NAMES).items()}
     articles = []
     for field, rank in sorted(marks.items(), key=_build_order):
         kind, _, name = field.partition(":")
         if kind == "list":
-            build_listing(rt, index, uploader, site, name, rank)
+            build_listing(rt, index, uploader, site, name, rank, titles.get(name))
             if name.startswith("collection:") and "lists" not in marks:
                 publish_lists(rt, uploader)
         elif kind == "sitemap":
@@ -121,25 +122,34 @@ def _build_order(item: tuple[str, int]) -> tuple[int, str]:
     return (ORDER.index(kind) if kind in ORDER else len(ORDER), item[0])
 
 
-def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteContext, name: str, rank: int) -> None:
-    listing = HOME if name == "home" else listing_for(name, index.title(name))
-    total = index.size(listing)
+ARCHIVE_BATCH = 50  # archive pages read per pipeline
+
+
+def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteContext, name: str, rank: int,
+                  title: str | None = None) -> None:
+    listing = HOME if name == "home" else listing_for(name, title or index.title(name))
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.zcard(listing.key)
+    pipe.hget(PAGE_COUNTS, name)
+    pipe.zrevrange(listing.key, 0, max(PAGE_SIZE, FEED_SIZE) - 1)
+    total, previous, newest_ids = pipe.execute()
     page_count = math.ceil(total / PAGE_SIZE)
-    previous = int(rt.redis.hget(PAGE_COUNTS, name) or 0)
+    previous = int(previous or 0)
     keys_ = site_pages.listing_keys(listing)
     if total == 0 and listing is not HOME:
         for key in keys_.values():
             uploader.delete(key)
     else:
-        newest = index.newest(listing, max(PAGE_SIZE, FEED_SIZE))
+        newest = index.cards([a.decode() for a in newest_ids])
         uploader.put(keys_["front"], site_pages.listing_page(site, listing, newest[:PAGE_SIZE], None, page_count))
         uploader.put(keys_["rss"], site_pages.rss_feed(site, listing, newest[:FEED_SIZE]))
         uploader.put(keys_["atom"], site_pages.atom_feed(site, listing, newest[:FEED_SIZE]))
     first = max(1, rank // PAGE_SIZE + 1)
-    for number in range(min(first, max(page_count, 1)), page_count + 1):
-        items = index.archive_page(listing, number)
-        uploader.put(site_pages.archive_key(listing, number),
-                     site_pages.listing_page(site, listing, items, number, page_count))
+    numbers = list(range(min(first, max(page_count, 1)), page_count + 1))
+    for start in range(0, len(numbers), ARCHIVE_BATCH):
+        for number, items in index.archive_pages(listing, numbers[start:start + ARCHIVE_BATCH]).items():
+            uploader.put(site_pages.archive_key(listing, number),
+                         site_pages.listing_page(site, listing, items, number, page_count))
     for number in range(page_count + 1, previous + 1):
         uploader.delete(site_pages.archive_key(listing, number))
     rt.redis.hset(PAGE_COUNTS, name, page_count)
@@ -175,11 +185,21 @@ def build_news_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext) 
 
 
 def build_pages_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext) -> None:
-    listings = [HOME, *index.listings("section"), *index.listings("topic")]
-    entries = []
+    """Home, every section and every topic with its newest article's time; three round trips for them all."""
+    titles = {k.decode(): v.decode() for k, v in index.redis.hgetall(TOPIC_NAMES).items()}
+    names = sorted(n for n in titles if n.startswith(("section:", "topic:")))
+    listings = [HOME, *(listing_for(n, titles[n]) for n in names if n.startswith("section:")),
+                *(listing_for(n, titles[n]) for n in names if n.startswith("topic:"))]
+    pipe = index.redis.pipeline(transaction=False)
     for listing in listings:
-        newest = index.newest(listing, 1)
-        lastmod = newest[0]["updated"] if newest else None
+        pipe.zrevrange(listing.key, 0, 0)
+    newest = [ids[0].decode() if ids else None for ids in pipe.execute()]
+    cards = {c["id"]: c for c in index.cards([i for i in newest if i])}
+    entries = []
+    for listing, aid in zip(listings, newest, strict=True):
+        if listing is not HOME and aid is None:
+            continue  # an empty section or topic has no page
+        lastmod = cards[aid]["updated"] if aid in cards else None
         entries.append({"loc": site_pages.url_of(site, listing.path), "lastmod": lastmod})
     uploader.put("sitemaps/pages.xml", site_pages.sitemap(entries))
 
