@@ -1,22 +1,27 @@
-"""Site benchmark: a full rebuild of 5,000 articles against Hugo, and how a burst of 1,000 coalesces.
+"""Site benchmark: a full rebuild of 5,000 articles against Hugo and moto's floor, and how a burst of 1,000 coalesces.
 
 1. Rebuild. The same generated articles (bench/render.py's generator: text sampled from
    `../shared/data/dev_news.jsonl`) are written as Markdown with front matter (title,
    date, tags, categories) into a temporary Hugo site with layouts written here (article
    page with related articles, paginated lists for home, section and every term, RSS and
    Atom for each, sitemap, robots.txt), and `hugo --quiet` builds it to disk: the
-   baseline, run three times (median reported), then once to memory. For Pressroom the
-   articles are stored with the ingest path's own `accept_article` (document to the data
-   bucket, state and outbox in Redis, render task sent) and `pressroom rebuild --force` is
-   timed end to end on real render workers (`python -m pressroom.cli worker render`):
-   from the command's start until it has returned and the site is idle (no render task
-   queued or held, no dirty mark, no build queued or running), so the site build and the
-   re-renders it sends count. By default the seeding's own render tasks are purged and
-   the rebuild publishes every article (a cold build, as Hugo's always is); `--warm` lets
-   the workers publish them first, so the rebuild re-renders a published site (as after a
-   template change). moto's own PutObject, HeadObject and GetObject rates are measured in
-   the same run: every article costs at least a GET of its document and a PUT (cold) or
-   HEAD (warm) of its page, so they make the floor.
+   baseline, run three times (median reported), then once to memory (its wall and CPU
+   time: the rendering-alone baseline). For Pressroom the articles are stored with the
+   ingest path's own `accept_article` (document to the data bucket, state and outbox in
+   Redis, render task sent) and `pressroom rebuild --force` is timed end to end on real
+   workers (`python -m pressroom.cli worker render` and `worker site`): from the command's
+   start until it has returned and the site is idle (no render or site task queued or
+   held, no dirty mark, no build queued or running). By default the seeding's own render
+   tasks are purged and the rebuild publishes every article (a cold build, as Hugo's
+   always is); `--warm` lets the workers publish them first, so the rebuild re-renders a
+   published site (as after a template change).
+   The floor, measured in the same run after the rebuild: moto serving the same requests
+   the rebuild made (a GetObject of every stored document, a PutObject of every object the
+   rebuild wrote, same keys and sizes) at the same concurrency (one process per worker
+   process, each with PRESSROOM_S3_CONCURRENCY threads on one boto3 client).
+   Rendering alone: the CPU time the rebuild's tasks spent turning documents into pages
+   (article pages: parse + render; site build: its main thread, rendering and its Redis
+   reads), which the tasks record, against Hugo's to memory.
 2. Burst. Then 1,000 newer articles are seeded as fast as eight threads can (each queued
    as soon as it is stored, while the workers run); the clock stops when every one is
    published and the home page in the bucket links the newest. The UPLOADS hash
@@ -35,7 +40,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,7 +61,7 @@ for entry in (str(ROOT), str(BENCH)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from ingest import Children, Result, run_load, s3_put_worker  # noqa: E402
+from ingest import Children  # noqa: E402
 from render import NEWS, SITE_URL, TEMPLATES, Story, load_news, make_stories  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -264,20 +271,25 @@ def write_hugo_site(directory: Path, stories: list[Story]) -> None:
         (content / f"{i:06d}.md").write_text(front + "\n" + story.markdown(), encoding="utf-8")
 
 
-def run_hugo(directory: Path, runs: int, memory: bool = False) -> tuple[list[float], int]:
-    """Wall seconds of `hugo --quiet` building to an emptied public/ each time (or to memory); and files written."""
+def run_hugo(directory: Path, runs: int, memory: bool = False) -> tuple[list[float], int, float]:
+    """Wall seconds of `hugo --quiet` building to an emptied public/ each time (or to memory); files
+    written; and the CPU seconds (user + system) of the last build."""
     public = directory / "public"
     seconds = []
+    cpu = 0.0
     for _ in range(runs):
         shutil.rmtree(public, ignore_errors=True)
         command = [HUGO, "--quiet", "--source", str(directory), "--destination", str(public)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(command + (["--renderToMemory"] if memory else []), capture_output=True, text=True)
         seconds.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if done.returncode != 0:
             raise BenchFailure(f"hugo failed ({done.returncode}): {done.stderr[-2000:]}")
     files = sum(1 for p in public.rglob("*") if p.is_file()) if public.exists() else 0
-    return seconds, files
+    return seconds, files, cpu
 
 
 # --- Pressroom ---------------------------------------------------------------------------------------------------
@@ -347,11 +359,11 @@ def site_idle(redis) -> bool:
     from services.render.site_build import BUILD_LOCK, BUILD_QUEUED
     from services.render.site_index import DIRTY
 
-    if redis.llen("render") or redis.exists(DIRTY, BUILD_QUEUED, BUILD_LOCK):
+    if redis.llen("render") or redis.llen("site") or redis.exists(DIRTY, BUILD_QUEUED, BUILD_LOCK):
         return False
     for raw in redis.hvals("unacked"):  # kombu's reserved-but-unacknowledged messages, countdowns included
         try:
-            if json.loads(raw)[2] == "render":
+            if json.loads(raw)[2] in ("render", "site"):
                 return False
         except (ValueError, IndexError, TypeError):
             return False
@@ -415,48 +427,60 @@ def site_builds(log: Path, since: int) -> int:
     return sum(1 for line in text.splitlines() if "site build:" in line)
 
 
-def s3_read_worker(settings, key: str, head: bool) -> Callable[[], Callable[[int], tuple]]:
-    """Per-thread HeadObject (what an upload after `rebuild --force` asks first) or GetObject (loading the
-    article's document) callers, through Pressroom's storage wrapper."""
+def _floor_process(env: dict, op: str, items: list, threads: int, barrier, results) -> None:
+    """One floor process: its own boto3 client and `threads` threads, released with the others by `barrier`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.settings import Settings
     from shared.storage import S3Storage, s3_client
 
-    def make() -> Callable[[int], tuple]:
-        store = S3Storage(s3_client(settings), settings.data_bucket)
+    settings = Settings.from_env(env)
+    client = s3_client(settings)
+    data = S3Storage(client, settings.data_bucket)
+    scratch = S3Storage(client, env["FLOOR_BUCKET"])
 
-        def call(i: int) -> tuple:
-            if head:
-                return (200, None) if store.etag(key) else (404, f"no {key}")
-            store.get(key)
-            return 200, None
+    def call(item) -> None:
+        if op == "get":
+            data.get(item)
+        else:
+            key, size = item
+            scratch.put(key, b"x" * size, "text/html; charset=utf-8", "public, max-age=60")
 
-        return call
-
-    return make
-
-
-def sample_page(story: Story) -> bytes:
-    """One article page as the workers will write it (lists empty), the body for moto's own rates."""
-    from services.render.pages import SiteContext, article_page
-    from services.render.publish import page_path
-    from shared.ninjs import load_article
-
-    article = load_article(story.doc)
-    return article_page(article, page_path(article), SiteContext(site_url=SITE_URL)).encode()
+    with ThreadPoolExecutor(threads) as pool:
+        call(items[0])  # connect before the clock starts
+        barrier.wait()
+        list(pool.map(call, items[1:]))
+    results.put(time.perf_counter())
 
 
-def moto_floor(settings, body: bytes, concurrency: int, count: int) -> dict[str, Result]:
-    """moto's own PutObject rate (one thread and the workers' concurrency), HeadObject and GetObject rates."""
-    prefix = f"bench/floor/{uuid.uuid4().hex[:8]}"
-    out = {}
-    for name, threads in (("put1", 1), ("put", concurrency)):
-        out[name] = run_load(f"PutObject x{threads}", count, threads, s3_put_worker(settings, body, f"{prefix}/{name}"))
-    for name in ("head", "get"):
-        out[name] = run_load(f"{name.title()}Object x{concurrency}", count, concurrency,
-                             s3_read_worker(settings, f"{prefix}/put1/0.json", head=name == "head"))
-    for result in out.values():
-        if result.failures:
-            raise BenchFailure(f"{result.name}: {result.failures[0]}")
-    return out
+def moto_floor(env: dict, op: str, items: list, processes: int, threads: int) -> float:
+    """Seconds moto takes to serve `items` (GetObject keys or (key, size) PutObjects) from `processes`
+    processes of `threads` threads each, from the moment all are connected until the last one is done."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
+    shares = [items[i::processes] for i in range(processes)]
+    procs = [ctx.Process(target=_floor_process, args=(env, op, share, threads, barrier, results))
+             for share in shares if share]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    started = time.perf_counter()
+    ends = [results.get(timeout=1800) for _ in procs]
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise BenchFailure(f"a floor process for {op} exited with {proc.exitcode}")
+    return max(ends) - started
+
+
+def rebuild_meta(redis) -> dict[str, str]:
+    """The rebuild run's own record (render CPU, site build CPU) from Redis: the only run in this Redis."""
+    from shared import keys
+
+    names = list(redis.scan_iter(match=keys.rebuild_run("*", "meta")))
+    if len(names) != 1:
+        raise BenchFailure(f"expected one rebuild run in Redis, found {len(names)}")
+    return {k.decode(): v.decode() for k, v in redis.hgetall(names[0]).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=1000, help="new articles in the burst (0: skip)")
     parser.add_argument("--workers", type=int, default=2, help="render worker processes (the setting's default: 2)")
     parser.add_argument("--hugo-runs", type=int, default=3, help="Hugo builds (median reported)")
-    parser.add_argument("--floor-requests", type=int, default=1000, help="requests per moto floor measurement")
+    parser.add_argument("--s3-concurrency", type=int, default=8,
+                        help="PRESSROOM_S3_CONCURRENCY: S3 threads per worker process (and per floor process)")
     parser.add_argument("--news", type=Path, default=NEWS, help="dev_news.jsonl to sample text from")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for any one phase")
     parser.add_argument("--warm", action="store_true",
@@ -504,12 +529,13 @@ def main(argv: list[str] | None = None) -> int:
         version = " ".join(subprocess.run([HUGO, "version"], capture_output=True, text=True).stdout.split(" ")[:2])
         print(f"site benchmark: {args.articles} articles, burst {args.burst}, {args.workers} render workers; "
               f"{version}; load average {os.getloadavg()[0]:.1f}")
-        hugo_seconds, hugo_files = run_hugo(hugo_dir, args.hugo_runs)
-        hugo_memory, _ = run_hugo(hugo_dir, 1, memory=True)
+        hugo_seconds, hugo_files, _ = run_hugo(hugo_dir, args.hugo_runs)
+        hugo_memory, _, hugo_cpu = run_hugo(hugo_dir, 1, memory=True)
         report.update(hugo_s=hugo_seconds, hugo_files=hugo_files, hugo_memory_s=hugo_memory[0],
+                      hugo_memory_cpu_s=hugo_cpu,
                       hugo_markdown_bytes=sum(p.stat().st_size for p in (hugo_dir / "content").rglob("*.md")))
-        say(f"Hugo: {', '.join(f'{s:.2f}' for s in hugo_seconds)} s to disk, {hugo_memory[0]:.2f} s to memory, "
-            f"{hugo_files} files")
+        say(f"Hugo: {', '.join(f'{s:.2f}' for s in hugo_seconds)} s to disk, {hugo_memory[0]:.2f} s to memory "
+            f"({hugo_cpu:.2f} s CPU), {hugo_files} files")
 
         # the stack
         redis_port, s3_port = children.start_storage(workdir)
@@ -520,27 +546,26 @@ def main(argv: list[str] | None = None) -> int:
             "PRESSROOM_SITE_URL": SITE_URL,
             "PRESSROOM_PUBLIC_API_URL": "https://api.example.test",
             "PRESSROOM_WORKER_CONCURRENCY": str(args.workers),
+            "PRESSROOM_S3_CONCURRENCY": str(args.s3_concurrency),
             "PRESSROOM_STATE_DIR": str(workdir / "state"),
         }
         settings = Settings.from_env(env)
         ensure_buckets(settings)
         redis = redis_lib.Redis.from_url(settings.redis_url)
 
-        # 1b. seed; the floor (moto alone); the workers
+        # 1b. seed; the workers
         seed_s, aids = seed(settings, stories)
         report["seed_s"] = seed_s
         say(f"seeded {len(aids)} articles in {seed_s:.1f} s ({len(aids) / seed_s:.0f}/s, {SEED_THREADS} threads)")
         celery = create_celery(settings)
         if not args.warm:
             report["purged"] = celery.control.purge()  # the rebuild alone publishes them, once each
-        body = sample_page(stories[-1])
-        floor = moto_floor(settings, body, args.workers, args.floor_requests)
-        report.update({f"moto_{k}_per_s": v.rate for k, v in floor.items()}, page_bytes=len(body))
-        say("moto: " + ", ".join(f"{r.name} {r.rate:.0f}/s" for r in floor.values()))
-        log = workdir / "worker.log"
+        log = workdir / "site-worker.log"
         started = time.perf_counter()
         children.start("worker", [sys.executable, "-m", "pressroom.cli", "worker", "render", "--concurrency",
                                   str(args.workers), "--loglevel", "INFO"], env)
+        children.start("site-worker", [sys.executable, "-m", "pressroom.cli", "worker", "site", "--loglevel", "INFO"],
+                       env)
         if args.warm:
             first_s = settled(redis, aids, args.timeout, "the first publication") - started
             first_renders = renders(redis, aids)
@@ -551,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda: celery.control.ping(timeout=1.0), 120, "the render workers to answer")
 
         # 1c. pressroom rebuild --force, end to end
+        from services.render.upload import UPLOADS
+
         before = (uploads(redis), renders(redis, aids))
+        counts_before = {k.decode(): int(v) for k, v in redis.hgetall(UPLOADS).items()}
         offset = log.stat().st_size
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "pressroom.cli", "rebuild", "--force",
@@ -567,6 +595,27 @@ def main(argv: list[str] | None = None) -> int:
             rebuild_site_builds=builds,
         )
         say(f"rebuild: command {command_s:.1f} s, site built at {rebuild_s:.1f} s; {done.stdout.strip()}")
+        meta = rebuild_meta(redis)
+        report.update(render_cpu_s=float(meta.get("render_cpu_s", 0)), site_cpu_s=float(meta.get("site_cpu_s", 0)))
+
+        # 1d. the floor: moto alone serving the rebuild's own GETs and PUTs at the same concurrency
+        s3 = Runtime(settings).s3
+        sizes = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.site_bucket):
+            sizes.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+        written = [k.decode() for k, v in redis.hgetall(UPLOADS).items() if int(v) > counts_before.get(k.decode(), 0)]
+        puts = [(f"floor/{k}", sizes[k]) for k in written if k in sizes]
+        gets = [redis.hget(keys.article_state(aid), "doc_key").decode() for aid in aids]
+        floor_env = {**env, "FLOOR_BUCKET": f"floor-{run}"}
+        s3.create_bucket(Bucket=floor_env["FLOOR_BUCKET"])
+        processes = args.workers + 1  # the render pool's processes and the site pool's one
+        floor_get = moto_floor(floor_env, "get", gets, processes, args.s3_concurrency)
+        floor_put = moto_floor(floor_env, "put", puts, processes, args.s3_concurrency)
+        report.update(floor_gets=len(gets), floor_puts=len(puts), floor_get_s=floor_get, floor_put_s=floor_put,
+                      floor_processes=processes, s3_concurrency=args.s3_concurrency,
+                      page_bytes=int(statistics.median(size for _, size in puts)) if puts else 0)
+        say(f"floor: {len(gets)} GetObject in {floor_get:.1f} s, {len(puts)} PutObject in {floor_put:.1f} s "
+            f"({processes} processes x {args.s3_concurrency} threads)")
 
         # 2. burst
         if burst:
@@ -614,28 +663,32 @@ def print_report(r: dict) -> None:
     n = r["articles"]
     hugo = statistics.median(r["hugo_s"])
     kind = "of the published site (--warm)" if r["warm"] else "publishing the seeded articles (cold)"
-    print(f"\nfull-site rebuild {kind}, {n} articles ({r['workers']} render workers)")
-    print(f"{'target':<58} {'seconds':>8} {'articles/s':>11}")
+    print(f"\nfull-site rebuild {kind}, {n} articles ({r['workers']} render workers + 1 site worker, "
+          f"{r['s3_concurrency']} S3 threads each)")
+    print(f"{'target':<62} {'seconds':>8} {'articles/s':>11}")
+    floor = r["floor_get_s"] + r["floor_put_s"]
     rows = [
         ("Hugo `hugo --quiet` to disk (median)", hugo),
         ("Pressroom `rebuild --force`, command returned", r["rebuild_command_s"]),
-        ("Pressroom `rebuild --force`, site build finished", r["rebuild_s"]),
+        ("Pressroom `rebuild --force`, end to end (site idle)", r["rebuild_s"]),
+        (f"moto alone: the same {r['floor_gets']} GETs + {r['floor_puts']} PUTs", floor),
     ]
     if r["warm"]:
         rows.append(("(Pressroom first publication from the queue, untimed part)", r["first_publish_s"]))
     for label, seconds in rows:
-        print(f"{label:<58} {seconds:>8.2f} {n / seconds:>11.1f}")
-    print(f"{'ratio Pressroom rebuild / Hugo (time)':<58} {r['rebuild_s'] / hugo:>8.1f}")
-    print(f"  Hugo wrote {r['hugo_files']} files; to memory (--renderToMemory, one run) {r['hugo_memory_s']:.2f} s")
+        print(f"{label:<62} {seconds:>8.2f} {n / seconds:>11.1f}")
+    print(f"{'ratio rebuild end to end / moto floor (time)':<62} {r['rebuild_s'] / floor:>8.2f}")
+    print(f"{'ratio rebuild end to end / Hugo to disk (time)':<62} {r['rebuild_s'] / hugo:>8.2f}")
+    print(f"  floor: GetObject {r['floor_get_s']:.1f} s, PutObject {r['floor_put_s']:.1f} s "
+          f"({r['floor_processes']} processes x {r['s3_concurrency']} threads; median object {r['page_bytes']} bytes)")
+    render = r["render_cpu_s"] + r["site_cpu_s"]
+    print(f"  rendering alone: Pressroom {render:.2f} CPU s (article pages {r['render_cpu_s']:.2f}, site build "
+          f"{r['site_cpu_s']:.2f}); Hugo to memory {r['hugo_memory_s']:.2f} s wall, "
+          f"{r['hugo_memory_cpu_s']:.2f} CPU s; ratio (CPU) {render / r['hugo_memory_cpu_s']:.2f}, "
+          f"Pressroom CPU / Hugo wall {render / r['hugo_memory_s']:.2f}")
+    print(f"  Hugo wrote {r['hugo_files']} files")
     print(f"  rebuild: {r['rebuild_renders']} article page renders, {r['rebuild_uploads']} objects uploaded, "
           f"{r['rebuild_site_builds']} site builds")
-    print(f"  moto alone: PutObject {r['moto_put1_per_s']:.0f}/s (1 thread), {r['moto_put_per_s']:.0f}/s "
-          f"({r['workers']} threads), HeadObject {r['moto_head_per_s']:.0f}/s, GetObject {r['moto_get_per_s']:.0f}/s "
-          f"({r['workers']} threads); {r['page_bytes']}-byte page")
-    second, name = (r["moto_head_per_s"], "HEAD") if r["warm"] else (r["moto_put_per_s"], "PUT")
-    floor = 1 / (1 / r["moto_get_per_s"] + 1 / second)
-    print(f"  moto floor, article pages only (GET document + {name} page per article): {floor:.0f} articles/s; "
-          f"Pressroom rebuild / floor {n / r['rebuild_s'] / floor:.3f}")
     if r.get("burst"):
         b = r["burst"]
         print(f"\nburst of {b} new articles onto the {n}")

@@ -13,7 +13,7 @@ import uuid
 
 from shared.settings import Settings, SettingsError, redact_url
 
-POOL_NAMES = ("render", "notify", "scheduler")
+POOL_NAMES = ("render", "site", "notify", "scheduler")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -64,6 +64,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     concurrency = args.concurrency or settings.worker_concurrency
     if args.pools == ["notify"] and not args.concurrency:
         concurrency *= 4  # deliveries wait on the network, not the CPU: more slots, fewer stalls on slow endpoints
+    if args.pools == ["site"] and not args.concurrency:
+        concurrency = 1  # builds take turns under one lock; a build's uploads run on its own thread pool
     argv = [
         sys.executable, "-m", "celery", "-A", "shared.worker_app", "--quiet", "worker",
         "-Q", ",".join(args.pools), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
@@ -138,11 +140,13 @@ def cmd_rebuild(args: argparse.Namespace) -> None:
     settings = load_settings()
     require_redis(settings)
     summary = rebuild(settings, force=args.force, timeout=args.timeout)
-    parts = ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("total", "seconds"))
+    parts = ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)
+                      and k not in ("total",))
+    if not summary["complete"]:
+        fail(f"timed out with {parts or 'nothing done'} of {summary['total']} articles (are the render and site "
+             "workers running?); run `pressroom rebuild` again to continue this rebuild", 1)
     print(f"rebuilt {summary['total']} articles in {summary['seconds']}s ({parts or 'nothing to do'}); "
-          "site pages, feeds and sitemaps queued")
-    if summary.get("total", 0) > sum(v for k, v in summary.items() if k not in ("total", "seconds")):
-        fail("timed out before every article was rendered (are render workers running?)", 1)
+          "every list, feed and sitemap built")
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -184,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scheduler)
     p = sub.add_parser("site", help="serve the site bucket at PRESSROOM_SITE_PORT for local browsing")
     p.set_defaults(func=cmd_site)
-    p = sub.add_parser("rebuild", help="re-render the whole site from the article store on the render workers")
+    p = sub.add_parser("rebuild", help="re-render the whole site from the article store on the render and site "
+                                       "workers (run again to continue an interrupted rebuild)")
     p.add_argument(
         "--force",
         action="store_true",

@@ -155,6 +155,21 @@ class ArticleState:
             )
         )
 
+    def finish_many(self, items: list[tuple[str, int, str, str, dict]]) -> list[bool]:
+        """`finish` for many articles in one round trip: (aid, version, status, event, fields) each."""
+        pipe = self.redis.pipeline(transaction=False)
+        for aid, version, status, event, fields in items:
+            detail = {k: v for k, v in fields.items() if k in ("url", "reason")}
+            pairs: list = []
+            for name, value in fields.items():
+                pairs += [name, "" if value is None else value]
+            self._finish(
+                keys=[keys.article_state(aid), keys.article_timeline(aid)],
+                args=[version, status, _event(event, version, **detail), *pairs],
+                client=pipe,
+            )
+        return [bool(r) for r in pipe.execute()]
+
     def log(self, aid: str, event: str, version: int | None = None, **detail) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.rpush(keys.article_timeline(aid), _event(event, version, **detail))

@@ -126,3 +126,11 @@ def rebuild_progress(run: str) -> str:
 def photo_refused(href: str) -> str:
     """Why a photo href was refused lately, so re-renders do not fetch it again and again."""
     return f"{PREFIX}:photo:refused:{hashlib.sha256(href.encode('utf-8')).hexdigest()[:32]}"
+
+
+REBUILD_ACTIVE = f"{PREFIX}:rebuild:active"  # the run id of the `pressroom rebuild` under way, if any
+
+
+def rebuild_run(run: str, part: str) -> str:
+    """One part of a rebuild run: meta, chunks, done, indexed, rendered, cache:N (see services/render/rebuild.py)."""
+    return f"{PREFIX}:rebuild:{run}:{part}"

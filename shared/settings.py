@@ -134,6 +134,7 @@ class Settings:
     ingest_workers: int = 2
     worker_concurrency: int = 2
     task_time_limit: int = 300
+    s3_concurrency: int = 8
     state_dir: str = ".pressroom"
     cloudfront_distribution_id: str = ""
     cloudfront_endpoint_url: str | None = None
@@ -193,6 +194,7 @@ class Settings:
             ingest_workers=_int(env, "PRESSROOM_INGEST_WORKERS", cls.ingest_workers, minimum=1),
             worker_concurrency=_int(env, "PRESSROOM_WORKER_CONCURRENCY", cls.worker_concurrency, minimum=1),
             task_time_limit=_int(env, "PRESSROOM_TASK_TIME_LIMIT", cls.task_time_limit, minimum=10),
+            s3_concurrency=_int(env, "PRESSROOM_S3_CONCURRENCY", cls.s3_concurrency, minimum=1),
             state_dir=env.get("PRESSROOM_STATE_DIR", "").strip() or cls.state_dir,
             cloudfront_distribution_id=env.get("PRESSROOM_CLOUDFRONT_DISTRIBUTION_ID", "").strip(),
             cloudfront_endpoint_url=_url(env, "PRESSROOM_CLOUDFRONT_ENDPOINT_URL", "", ("http", "https")) or None,

@@ -50,13 +50,18 @@ class Storage(Protocol):
 
 
 def s3_client(settings: Settings):
-    """A boto3 S3 client for the configured endpoint, with bounded timeouts and retries."""
+    """A boto3 S3 client for the configured endpoint, with bounded timeouts and retries.
+
+    Its connection pool is at least as large as `s3_concurrency`, the thread pool that
+    site builds and rebuilds run their requests on (boto3 clients are thread-safe), so
+    no thread waits for a connection.
+    """
     config = Config(
         connect_timeout=5,
         read_timeout=30,
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path"},
-        max_pool_connections=32,
+        max_pool_connections=max(32, settings.s3_concurrency),
     )
     return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
 

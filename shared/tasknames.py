@@ -7,7 +7,10 @@ first dot.
 
 RENDER_ARTICLE = "render.article"
 RENDER_COLLECTION = "render.collection"  # args: [collection slug]; editors changed its order
-RENDER_SITE = "render.site"  # the coalesced build of shared pages (home, lists, feeds, sitemaps)
+RENDER_SITE = "render.site"  # old name of SITE_BUILD: a message queued before an upgrade is forwarded
+RENDER_REBUILD_INDEX = "render.rebuild_index"  # args: rebuild run, chunk number (pressroom rebuild, phase 1)
+RENDER_REBUILD_PAGES = "render.rebuild_pages"  # args: rebuild run, chunk number (phase 2)
+SITE_BUILD = "site.build"  # the coalesced build of shared pages (home, lists, feeds, sitemaps)
 SCHEDULER_SITE_TICK = "scheduler.site_tick"  # popular.json, news sitemap ageing, stuck builds
 NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
 NOTIFY_QUEUE_BATCH = "notify.queue_batch"  # args: event key, list of subscription ids
@@ -18,7 +21,7 @@ SCHEDULER_NOTIFY_RETRIES = "scheduler.notify_retries"
 SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"
 SCHEDULER_RELEASE_EMBARGOES = "scheduler.release_embargoes"
 
-POOLS = ("render", "notify", "scheduler")
+POOLS = ("render", "site", "notify", "scheduler")
 
 
 def queue_for(task_name: str) -> str:

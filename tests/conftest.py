@@ -140,7 +140,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 def workers(stack_env):
     """Real Celery worker processes for every pool, plus the scheduler (beat)."""
     procs = [
-        start_process(["worker", "render", "notify", "--concurrency", "2"], stack_env, "worker"),
+        start_process(["worker", "render", "site", "notify", "--concurrency", "2"], stack_env, "worker"),
         start_process(["scheduler"], stack_env, "scheduler"),
     ]
     yield procs

@@ -43,6 +43,26 @@ def remember_related(rt: Runtime, aid: str, shown: list[str]) -> None:
     pipe.execute()
 
 
+def remember_related_many(rt: Runtime, shown: dict[str, list[str]]) -> None:
+    """`remember_related` for a batch of pages (a rebuild) in two round trips."""
+    if not shown:
+        return
+    pipe = rt.redis.pipeline(transaction=False)
+    for aid in shown:
+        pipe.smembers(SHOWS + aid)
+    befores = pipe.execute()
+    pipe = rt.redis.pipeline()
+    for (aid, ids), before in zip(shown.items(), befores, strict=True):
+        for other in {m.decode() for m in before} - set(ids):
+            pipe.srem(SHOWN_IN + other, aid)
+        for other in ids:
+            pipe.sadd(SHOWN_IN + other, aid)
+        pipe.delete(SHOWS + aid)
+        if ids:
+            pipe.sadd(SHOWS + aid, *ids)
+    pipe.execute()
+
+
 def pages_showing(rt: Runtime, aid: str) -> list[str]:
     return sorted(m.decode() for m in rt.redis.smembers(SHOWN_IN + aid))
 

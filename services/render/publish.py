@@ -89,7 +89,7 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
     article = _load(rt, state["doc_key"])
     path = state.get("path") or claim_path(rt, article)
     url = f"{rt.settings.site_url}/{path}/"
-    photo = _photo(rt, article)
+    photo = featured_photo(rt, article)
     index = SiteIndex(rt.redis)
     entry = card(article, url, path, thumbnail(photo))
     affected = RelatedIndex(rt.redis).index(related_doc_from_article(article), fanout=FANOUT)
@@ -141,7 +141,7 @@ def withdraw(rt: Runtime, aid: str, version: int, state: dict, effects: Effects)
     return Outcome("withdrawn")
 
 
-def _photo(rt: Runtime, article: Article) -> ProcessedPhoto | None:
+def featured_photo(rt: Runtime, article: Article) -> ProcessedPhoto | None:
     """The processed featured photo, or None: a bad photo never blocks the article."""
     if not article.photo:
         return None
@@ -190,6 +190,11 @@ def _load(rt: Runtime, doc_key: str) -> Article:
         raw = rt.data.get(doc_key).body
     except FileNotFoundError:
         raise PermanentFailure(f"stored document {doc_key} is missing") from None
+    return parse_document(doc_key, raw)
+
+
+def parse_document(doc_key: str, raw: bytes) -> Article:
+    """The stored document as an Article; PermanentFailure if it is unreadable."""
     try:
         return load_article(json.loads(raw))
     except (ValueError, ValidationError) as exc:

@@ -4,6 +4,9 @@ Publishing N articles in a burst marks the home page dirty N times but queues at
 build at a time (`request_build`), and each build renders every dirty page once from the
 index as it is then. Builds run one at a time under a lock, so the last upload of a page
 always comes from the newest index state; marks taken by a build that fails are put back.
+Builds run on their own `site` queue and pool, so the home page never waits behind a
+backlog of article renders, and a build's uploads go out on a bounded thread pool
+(`upload.BatchUploader`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import Callable
 
 from services.render import lists, site_pages
 from services.render.pages import SiteContext
-from services.render.site_index import HOME, PAGE_SIZE, SiteIndex, listing_for
-from services.render.upload import Uploader
+from services.render.site_index import HOME, PAGE_SIZE, TOPIC_NAMES, SiteIndex, listing_for
+from services.render.upload import BatchUploader, Uploader
 from shared import keys
 from shared.locks import LeaseBusy, lease
 from shared.runtime import Runtime
@@ -63,27 +66,34 @@ def _build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]
     marks = index.take_dirty()
     if not marks:
         return {"pages": 0, "uploaded": 0}
-    uploader = Uploader(rt)
+    uploader = BatchUploader(rt)
     try:
-        articles = _build_marks(rt, index, uploader, marks)
-    except Exception:
-        index.restore_dirty(marks)
-        raise
-    if articles:
-        rerender(articles)
-    index.done_building()
-    changed = uploader.flush()
+        try:
+            began = time.thread_time()
+            articles = _build_marks(rt, index, uploader, marks)
+            cpu = time.thread_time() - began  # rendering and its Redis reads; the uploads run on the pool
+            uploader.commit()
+        except Exception:
+            index.restore_dirty(marks)
+            raise
+        if articles:
+            rerender(articles)
+        index.done_building()
+        changed = uploader.flush()
+    finally:
+        uploader.close()
     log.info("site build: %d marks, %d objects changed", len(marks), len(changed))
-    return {"pages": len(marks), "uploaded": len(changed)}
+    return {"pages": len(marks), "uploaded": len(changed), "cpu_s": round(cpu, 3)}
 
 
 def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[str, int]) -> list[str]:
     site = SiteContext(site_url=rt.settings.site_url)
+    titles = {k.decode(): v.decode() for k, v in rt.redis.hgetall(TOPIC_NAMES).items()}
     articles = []
     for field, rank in sorted(marks.items(), key=_build_order):
         kind, _, name = field.partition(":")
         if kind == "list":
-            build_listing(rt, index, uploader, site, name, rank)
+            build_listing(rt, index, uploader, site, name, rank, titles.get(name))
             if name.startswith("collection:") and "lists" not in marks:
                 publish_lists(rt, uploader)
         elif kind == "sitemap":
@@ -112,25 +122,34 @@ def _build_order(item: tuple[str, int]) -> tuple[int, str]:
     return (ORDER.index(kind) if kind in ORDER else len(ORDER), item[0])
 
 
-def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteContext, name: str, rank: int) -> None:
-    listing = HOME if name == "home" else listing_for(name, index.title(name))
-    total = index.size(listing)
+ARCHIVE_BATCH = 50  # archive pages read per pipeline
+
+
+def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteContext, name: str, rank: int,
+                  title: str | None = None) -> None:
+    listing = HOME if name == "home" else listing_for(name, title or index.title(name))
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.zcard(listing.key)
+    pipe.hget(PAGE_COUNTS, name)
+    pipe.zrevrange(listing.key, 0, max(PAGE_SIZE, FEED_SIZE) - 1)
+    total, previous, newest_ids = pipe.execute()
     page_count = math.ceil(total / PAGE_SIZE)
-    previous = int(rt.redis.hget(PAGE_COUNTS, name) or 0)
+    previous = int(previous or 0)
     keys_ = site_pages.listing_keys(listing)
     if total == 0 and listing is not HOME:
         for key in keys_.values():
             uploader.delete(key)
     else:
-        newest = index.newest(listing, max(PAGE_SIZE, FEED_SIZE))
+        newest = index.cards([a.decode() for a in newest_ids])
         uploader.put(keys_["front"], site_pages.listing_page(site, listing, newest[:PAGE_SIZE], None, page_count))
         uploader.put(keys_["rss"], site_pages.rss_feed(site, listing, newest[:FEED_SIZE]))
         uploader.put(keys_["atom"], site_pages.atom_feed(site, listing, newest[:FEED_SIZE]))
     first = max(1, rank // PAGE_SIZE + 1)
-    for number in range(min(first, max(page_count, 1)), page_count + 1):
-        items = index.archive_page(listing, number)
-        uploader.put(site_pages.archive_key(listing, number),
-                     site_pages.listing_page(site, listing, items, number, page_count))
+    numbers = list(range(min(first, max(page_count, 1)), page_count + 1))
+    for start in range(0, len(numbers), ARCHIVE_BATCH):
+        for number, items in index.archive_pages(listing, numbers[start:start + ARCHIVE_BATCH]).items():
+            uploader.put(site_pages.archive_key(listing, number),
+                         site_pages.listing_page(site, listing, items, number, page_count))
     for number in range(page_count + 1, previous + 1):
         uploader.delete(site_pages.archive_key(listing, number))
     rt.redis.hset(PAGE_COUNTS, name, page_count)
@@ -166,11 +185,21 @@ def build_news_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext) 
 
 
 def build_pages_sitemap(index: SiteIndex, uploader: Uploader, site: SiteContext) -> None:
-    listings = [HOME, *index.listings("section"), *index.listings("topic")]
-    entries = []
+    """Home, every section and every topic with its newest article's time; three round trips for them all."""
+    titles = {k.decode(): v.decode() for k, v in index.redis.hgetall(TOPIC_NAMES).items()}
+    names = sorted(n for n in titles if n.startswith(("section:", "topic:")))
+    listings = [HOME, *(listing_for(n, titles[n]) for n in names if n.startswith("section:")),
+                *(listing_for(n, titles[n]) for n in names if n.startswith("topic:"))]
+    pipe = index.redis.pipeline(transaction=False)
     for listing in listings:
-        newest = index.newest(listing, 1)
-        lastmod = newest[0]["updated"] if newest else None
+        pipe.zrevrange(listing.key, 0, 0)
+    newest = [ids[0].decode() if ids else None for ids in pipe.execute()]
+    cards = {c["id"]: c for c in index.cards([i for i in newest if i])}
+    entries = []
+    for listing, aid in zip(listings, newest, strict=True):
+        if listing is not HOME and aid is None:
+            continue  # an empty section or topic has no page
+        lastmod = cards[aid]["updated"] if aid in cards else None
         entries.append({"loc": site_pages.url_of(site, listing.path), "lastmod": lastmod})
     uploader.put("sitemaps/pages.xml", site_pages.sitemap(entries))
 

@@ -151,6 +151,33 @@ class SiteIndex:
         pipe.execute()
         self._mark_feeds_and_sitemaps(entry, previous)
 
+    def add_many(self, items: list[tuple[Article, dict]]) -> None:
+        """`add` for a batch (a rebuild), in two round trips and without dirty marks.
+
+        The same lists, cards and memberships as `add` for each (article, card) pair; the
+        caller marks the pages itself, as a rebuild marks every list, feed and sitemap.
+        """
+        if not items:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for article, _ in items:
+            pipe.smembers(MEMBERSHIP + article.id)
+        olds = pipe.execute()
+        pipe = self.redis.pipeline()
+        for (article, entry), old in zip(items, olds, strict=True):
+            aid = article.id
+            listings = article_listings(article)
+            names = {lst.name for lst in listings}
+            for name in {_s(m) for m in old} - names:
+                pipe.zrem(f"{P}:list:{name}", aid)
+            pipe.hset(TOPIC_NAMES, mapping={listing.name: listing.title for listing in listings})
+            for listing in listings:
+                pipe.zadd(listing.key, {aid: entry["published"]})
+            pipe.hset(CARDS, aid, json.dumps(entry, separators=(",", ":")))
+            pipe.delete(MEMBERSHIP + aid)
+            pipe.sadd(MEMBERSHIP + aid, *names)
+        pipe.execute()
+
     def remove(self, aid: str) -> None:
         """Take a withdrawn article out of every list, feed and sitemap."""
         previous = self.redis.hget(CARDS, aid)
@@ -196,6 +223,17 @@ class SiteIndex:
         start = (number - 1) * PAGE_SIZE
         aids = [_s(a) for a in self.redis.zrange(listing.key, start, start + PAGE_SIZE - 1)]
         return list(reversed(self.cards(aids)))
+
+    def archive_pages(self, listing: Listing, numbers: list[int]) -> dict[int, list[dict]]:
+        """`archive_page` for many pages in two round trips (a rebuild redraws every archive page)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for number in numbers:
+            start = (number - 1) * PAGE_SIZE
+            pipe.zrange(listing.key, start, start + PAGE_SIZE - 1)
+        pages = [[_s(a) for a in aids] for aids in pipe.execute()] if numbers else []
+        wanted = [aid for aids in pages for aid in aids]
+        cards = {c["id"]: c for c in self.cards(wanted)}
+        return {n: [cards[a] for a in reversed(aids) if a in cards] for n, aids in zip(numbers, pages, strict=True)}
 
     def title(self, name: str) -> str:
         value = self.redis.hget(TOPIC_NAMES, name)

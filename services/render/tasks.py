@@ -1,4 +1,4 @@
-"""Render-pool tasks: thin wrappers that take ids, reload state and call the domain modules."""
+"""Render- and site-pool tasks: thin wrappers that take ids, reload state and call the domain modules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from services.render import publish, site_build
+from services.render import rebuild as rebuild_module
 from shared import keys, tasknames
 from shared.runtime import runtime_for
 from shared.storage import StorageUnavailable
@@ -27,6 +28,8 @@ RETRY = {
 BUILD_DEBOUNCE_SECONDS = 1
 BUSY_RETRY_SECONDS = 3
 BUSY_MAX_RETRIES = 400  # 20 minutes of someone else holding the article
+BUILD_BUSY_RETRY_SECONDS = 2
+BUILD_BUSY_MAX_RETRIES = 1800  # an hour of builds queued behind a long one
 
 
 class CeleryEffects:
@@ -44,7 +47,7 @@ class CeleryEffects:
 
 def queue_site_build(app: Celery, rt) -> bool:
     return site_build.request_build(
-        rt, lambda: app.send_task(tasknames.RENDER_SITE, countdown=BUILD_DEBOUNCE_SECONDS)
+        rt, lambda: app.send_task(tasknames.SITE_BUILD, countdown=BUILD_DEBOUNCE_SECONDS)
     )
 
 
@@ -62,7 +65,7 @@ def render_article(self, article_id: str, version: int, force: bool = False, reb
         publish.mark_failed(rt, article_id, int(version), str(exc))
         log.error("render %s v%s failed: %s", article_id, version, exc)
         if rebuild:
-            rt.redis.hincrby(keys.rebuild_progress(rebuild), "failed", 1)
+            rebuild_module.record(rt, rebuild, [(article_id, "failed")])
         return "failed"
     except publish.ArticleBusy as exc:
         # another run holds the article's lease (renewed while alive): look again soon
@@ -77,14 +80,59 @@ def render_article(self, article_id: str, version: int, force: bool = False, reb
         publish.mark_failed(rt, article_id, int(version), f"unexpected {type(exc).__name__}: {str(exc)[:300]}")
         raise
     if rebuild:
-        rt.redis.hincrby(keys.rebuild_progress(rebuild), outcome.action, 1)
+        rebuild_module.record(rt, rebuild, [(article_id, outcome.action)])
     return outcome.action
 
 
-@shared_task(bind=True, name=tasknames.RENDER_SITE, acks_late=True, reject_on_worker_lost=True,
+def _send_article(app: Celery, run: str):
+    def send(aid: str, version: int) -> None:
+        app.send_task(tasknames.RENDER_ARTICLE, args=[aid, int(version)], kwargs={"force": True, "rebuild": run})
+
+    return send
+
+
+def _chunk_task(task, phase: str, run: str, number: int, work) -> dict:
+    """Run one rebuild chunk; when it cannot finish, its articles go to the per-article task."""
+    rt = runtime_for(task.app.pressroom_settings)
+    send = _send_article(task.app, run)
+    try:
+        return work(rt, send)
+    except TRANSIENT:
+        if task.request.retries < task.max_retries:
+            raise
+        return {"gave_up": rebuild_module.give_up_chunk(rt, run, phase, int(number), send)}
+    except Exception:
+        log.exception("rebuild %s: chunk %s failed in phase %s", run, number, phase)
+        return {"gave_up": rebuild_module.give_up_chunk(rt, run, phase, int(number), send)}
+
+
+@shared_task(bind=True, name=tasknames.RENDER_REBUILD_INDEX, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True, **RETRY)
-def render_site(self) -> dict:
-    """Render the shared pages marked dirty since the last build."""
+def rebuild_index(self, run: str, number: int) -> dict:
+    """Phase 1 of `pressroom rebuild` for one chunk of articles (services/render/rebuild.py)."""
+    return _chunk_task(self, "indexed", run, number,
+                       lambda rt, send: rebuild_module.index_chunk(rt, run, int(number), send))
+
+
+@shared_task(bind=True, name=tasknames.RENDER_REBUILD_PAGES, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, **RETRY)
+def rebuild_pages(self, run: str, number: int) -> dict:
+    """Phase 2 of `pressroom rebuild` for one chunk: each page rendered once with its final lists."""
+
+    def work(rt, send):
+        effects = CeleryEffects(self.app, rt)
+        return rebuild_module.render_chunk(rt, run, int(number), send, effects.notify)
+
+    return _chunk_task(self, "rendered", run, number, work)
+
+
+@shared_task(bind=True, name=tasknames.SITE_BUILD, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, **RETRY)
+def build_site(self, rebuild: str = "") -> dict:
+    """Render the shared pages marked dirty since the last build (the `site` pool).
+
+    `rebuild` names a `pressroom rebuild` run that waits for this build to finish.
+    """
     rt = runtime_for(self.app.pressroom_settings)
 
     def rerender(article_ids: list[str]) -> None:
@@ -93,4 +141,18 @@ def render_site(self) -> dict:
             if version is not None:
                 self.app.send_task(tasknames.RENDER_ARTICLE, args=[aid, int(version)], kwargs={"force": True})
 
-    return site_build.build(rt, rerender)
+    try:
+        result = site_build.build(rt, rerender)
+    except site_build.BuildBusy as exc:
+        raise self.retry(exc=exc, countdown=BUILD_BUSY_RETRY_SECONDS, max_retries=BUILD_BUSY_MAX_RETRIES) from None
+    if rebuild:
+        rt.redis.hset(keys.rebuild_run(rebuild, "meta"), mapping={
+            "site_done": 1, "site_cpu_s": result.get("cpu_s", 0), "site_uploaded": result["uploaded"],
+        })
+    return result
+
+
+@shared_task(bind=True, name=tasknames.RENDER_SITE, ignore_result=True, acks_late=True)
+def render_site(self) -> bool:
+    """The site build's old name, on the render queue: a message sent before an upgrade moves to `site`."""
+    return queue_site_build(self.app, runtime_for(self.app.pressroom_settings))

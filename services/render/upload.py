@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from shared import keys
 from shared.runtime import Runtime
@@ -70,6 +71,94 @@ class Uploader:
         if changed and distribution:
             invalidate(self.rt, distribution, changed)
         return changed
+
+
+class BatchUploader(Uploader):
+    """Uploads in batches on a bounded thread pool: for site builds and rebuilds, which write thousands.
+
+    `put` and `delete` only queue; every `batch` operations (and at `commit` / `flush`) the
+    queued keys' MD5 marks are read in one round trip, the changed objects are written by
+    `threads` concurrent requests on the one boto3 client (thread-safe, its connection pool
+    sized to match: shared.storage.s3_client), and the new marks recorded in one more round
+    trip. The last operation queued for a key wins. A failed request raises from `commit`,
+    after the marks of every request that did succeed were recorded.
+    """
+
+    def __init__(self, rt: Runtime, threads: int | None = None, batch: int = 100) -> None:
+        super().__init__(rt)
+        self.threads = max(1, threads or rt.settings.s3_concurrency)
+        self.batch = batch
+        self.pending: dict[str, tuple | None] = {}  # key -> (data, content type, cache control) or None: delete
+        self._pool: ThreadPoolExecutor | None = None
+
+    def put(
+        self, key: str, body: bytes | str, content_type: str | None = None, cache_control: str = SHORT_CACHE
+    ) -> bool:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self.pending[key] = (data, content_type or content_type_for(key), cache_control)
+        if len(self.pending) >= self.batch:
+            self.commit()
+        return True
+
+    def delete(self, key: str) -> None:
+        self.pending[key] = None
+        if len(self.pending) >= self.batch:
+            self.commit()
+
+    def commit(self) -> list[str]:
+        """Write what is queued; returns the keys written or deleted."""
+        pending, self.pending = self.pending, {}
+        if not pending:
+            return []
+        names = list(pending)
+        known = dict(zip(names, self.rt.redis.hmget(ETAGS, names), strict=True))
+        work = []
+        for key, item in pending.items():
+            if item is None:
+                work.append((key, None, None))
+                continue
+            digest = md5_hex(item[0])
+            if known[key] is None or known[key].decode() != digest:
+                work.append((key, item, digest))
+        if not work:
+            return []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="upload")
+        futures = [(key, item, digest, self._pool.submit(self._write, key, item)) for key, item, digest in work]
+        done, failure = [], None
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for key, item, digest, future in futures:
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - the first failure is raised once the rest are recorded
+                failure = failure or exc
+                continue
+            if item is None:
+                pipe.hdel(ETAGS, key)
+            else:
+                pipe.hset(ETAGS, key, digest)
+                pipe.hincrby(UPLOADS, key, 1)
+            done.append(key)
+        pipe.execute()
+        self.changed.extend(done)
+        if failure is not None:
+            raise failure
+        return done
+
+    def _write(self, key: str, item: tuple | None) -> None:
+        if item is None:
+            self.rt.site.delete(key)
+        else:
+            self.rt.site.put(key, item[0], item[1], item[2])
+
+    def flush(self) -> list[str]:
+        self.commit()
+        return super().flush()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def cdn_paths(changed: list[str]) -> list[str]:

@@ -44,7 +44,7 @@ def test_the_pipeline_survives_a_redis_restart(s3_server, tmp_path):
     port = processes.free_port()
     env = make_env(server.url, s3_server.url, PRESSROOM_PORT=str(port))
     ensure_buckets(Settings.from_env({**os.environ, **env}))
-    procs = [start_process(["worker", "render", "notify"], env, "restart-worker"),
+    procs = [start_process(["worker", "render", "site", "notify"], env, "restart-worker"),
              start_process(["scheduler"], env, "restart-scheduler"),
              start_process(["ingest"], env, "restart-ingest")]
     api = f"http://127.0.0.1:{port}"
@@ -55,7 +55,7 @@ def test_the_pipeline_survives_a_redis_restart(s3_server, tmp_path):
         published(api, before.json()["id"])
 
         # a task held unacknowledged by the worker (an ETA) when Redis goes away must not kill it
-        create_celery(Settings.from_env({**os.environ, **env})).send_task(tasknames.RENDER_SITE, countdown=600)
+        create_celery(Settings.from_env({**os.environ, **env})).send_task(tasknames.SITE_BUILD, countdown=600)
         time.sleep(1)
         server.stop()
         down = post(api, unique_article())

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import boto3
 
-from services.render.upload import Uploader, cdn_paths, content_type_for
+from services.render.upload import ETAGS, UPLOADS, BatchUploader, Uploader, cdn_paths, content_type_for
 from shared.runtime import Runtime
 
 
@@ -76,3 +76,34 @@ def test_a_correction_and_a_withdrawal_invalidate_the_article_page(settings, s3_
     ]
     assert len(paths) == 3 and all(page in p for p in paths)
     assert load_article(doc).id == article.id
+
+
+def test_batch_uploads_write_changed_objects_concurrently_and_keep_their_marks(rt):
+    prefix = f"test/batch-{uuid.uuid4().hex[:8]}"
+    Uploader(rt).put(f"{prefix}/same.html", "<p>same</p>")
+    Uploader(rt).put(f"{prefix}/gone.html", "<p>gone</p>")
+    uploader = BatchUploader(rt, threads=4, batch=10)
+    try:
+        for i in range(25):  # two automatic commits of 10, then 5 at flush
+            uploader.put(f"{prefix}/{i}/index.html", f"<p>{i}</p>")
+        uploader.put(f"{prefix}/same.html", "<p>same</p>")
+        uploader.put(f"{prefix}/later.html", "<p>first</p>")
+        uploader.put(f"{prefix}/later.html", "<p>last</p>")  # the last operation on a key wins
+        uploader.delete(f"{prefix}/gone.html")
+        changed = uploader.flush()
+    finally:
+        uploader.close()
+    assert f"{prefix}/same.html" not in changed  # unchanged bytes: no request
+    assert len(changed) == 27
+    assert rt.site.get(f"{prefix}/24/index.html").body == b"<p>24</p>"
+    assert rt.site.get(f"{prefix}/24/index.html").content_type == "text/html; charset=utf-8"
+    assert rt.site.get(f"{prefix}/later.html").body == b"<p>last</p>"
+    assert int(rt.redis.hget(UPLOADS, f"{prefix}/later.html")) == 1
+    assert rt.redis.hget(ETAGS, f"{prefix}/gone.html") is None
+    try:
+        rt.site.get(f"{prefix}/gone.html")
+    except FileNotFoundError:
+        pass
+    else:
+        raise AssertionError("the deleted object is still there")
+    assert not Uploader(rt).put(f"{prefix}/7/index.html", "<p>7</p>")  # its mark was recorded
