@@ -161,7 +161,7 @@ def hybrid_rescorer(client, weight: float, np) -> Callable[[str, list], list]:
     return rescore
 
 
-def measure_set(path: Path, model, client, weights: list[float], np) -> SetResult:
+def measure_set(path: Path, model, client, weights: list[float], np, single_sample: int) -> SetResult:
     from services.render.related import reference
     from services.render.related.document import RelatedDoc
     from services.render.related.engine import RelatedIndex
@@ -177,7 +177,7 @@ def measure_set(path: Path, model, client, weights: list[float], np) -> SetResul
     tfidf = reference.tfidf([f"{r['title']} {r['body']}" for r in records], [r["category"] for r in records],
                             language)
 
-    sample = texts[:: max(len(texts) // SINGLE_SAMPLE, 1)][:SINGLE_SAMPLE]
+    sample = texts[:: max(len(texts) // single_sample, 1)][:single_sample]
     model.encode(sample[:5], batch_size=1)  # warm-up: first calls allocate
     with timed() as single:
         for text in sample:
@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", type=Path)
     parser.add_argument("--weights", default="0.2,0.4", help="embedding weights of the hybrid, comma-separated")
+    parser.add_argument("--single", type=int, default=SINGLE_SAMPLE, help="articles embedded one at a time per set")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a render worker's share)")
     args = parser.parse_args(argv)
 
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         client = redis.Redis.from_url(url, socket_timeout=60)
         try:
             for path in sets:
-                results.append(measure_set(path, model, client, weights, np))
+                results.append(measure_set(path, model, client, weights, np, args.single))
         finally:
             client.close()
     rss_after, rss_peak = rss_mib()
