@@ -166,16 +166,16 @@ def measure_set(path: Path, model, client, weights: list[float], np, single_samp
     from services.render.related.document import RelatedDoc
     from services.render.related.engine import RelatedIndex
     from services.render.related.evaluate import load_records
+    from services.render.related.tokenize import language_key
 
     records = load_records(path)
     ids = [r["id"] for r in records]
     category = {r["id"]: r["category"] for r in records}
     texts = [text_of(r) for r in records]
-    language = (records[0].get("language") or "en").split("-")[0].lower()
     print(f"related_embedding: {len(records)} articles from {path}", file=sys.stderr, flush=True)
 
     tfidf = reference.tfidf([f"{r['title']} {r['body']}" for r in records], [r["category"] for r in records],
-                            language)
+                            [language_key(r.get("language") or "en") for r in records])
 
     sample = texts[:: max(len(texts) // single_sample, 1)][:single_sample]
     model.encode(sample[:5], batch_size=1)  # warm-up: first calls allocate
