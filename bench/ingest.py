@@ -254,6 +254,38 @@ class Children:
         processes.wait_for_port(s3_port, 30, proc)
         return redis_port, s3_port
 
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds used so far by this process and every process this run started, with their children.
+
+        Unlike a rate, this barely moves when other work loads the machine: it is the cost of
+        the work itself, so it is reported beside the rates.
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        used: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        roots = {proc.pid: name for name, proc in self.procs}
+        out = {"benchmark client": time.process_time(), **{name: 0.0 for name in roots.values()}}
+        for pid in used:
+            ancestor = pid
+            while ancestor > 1 and ancestor not in roots:
+                ancestor = parents.get(ancestor, 0)
+            if ancestor in roots:
+                out[roots[ancestor]] += used[pid]
+        return out
+
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
@@ -362,13 +394,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, make_for, expect in targets:
             run(name, make_for, expect, bodies[: args.warmup], "warm-up")
         totals = {name: Result(name) for name, _, _ in targets}
+        cpu = {name: Counter() for name, _, _ in targets}
         per_round: list[dict[str, float]] = []
         size = args.requests // args.rounds
         for r in range(args.rounds):
             part = bodies[args.warmup + r * size: args.warmup + (r + 1) * size]
             rates = {}
             for name, make_for, expect in targets[r % 3:] + targets[: r % 3]:  # no target always goes first
+                cpu_before = children.cpu_by_process()
                 result = run(name, make_for, expect, part, f"round {r + 1}")
+                for process, seconds in children.cpu_by_process().items():
+                    cpu[name][process] += seconds - cpu_before[process]
                 totals[name].add(result)
                 rates[name] = result.rate
             per_round.append(rates)
@@ -381,6 +417,16 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchFailure(f"{queued} render tasks queued for {accepted} accepted articles")
 
         print_table([pressroom, bare, put], pressroom, bare, put)
+        processes = list(cpu[pressroom.name])
+        print(f"\n{'CPU ms per request':<34} {'total':>9} " + " ".join(f"{p:>9}" for p in processes))
+        per_request = {}
+        for r in (pressroom, bare, put):
+            per_request[r.name] = {p: 1000 * cpu[r.name][p] / len(r.latencies) for p in processes}
+            print(f"{r.name:<34} {sum(per_request[r.name].values()):>9.2f} "
+                  + " ".join(f"{per_request[r.name][p]:>9.2f}" for p in processes))
+        cpu_ratio = sum(per_request[put.name].values()) / sum(per_request[pressroom.name].values())
+        print(f"{'ratio S3 PutObject / Pressroom':<34} {cpu_ratio:>9.3f}  (the rate ratio of a machine with "
+              "nothing else to do)")
         ratios = sorted(r[pressroom.name] / r[put.name] for r in per_round)
         print(f"\nPressroom / S3 PutObject per round: {', '.join(f'{x:.3f}' for x in ratios)} "
               f"(median {statistics.median(ratios):.3f})")
