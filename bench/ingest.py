@@ -12,7 +12,11 @@ Everything listens on 127.0.0.1: a redis-server and moto's S3 server started her
 real ingest API (`python -m pressroom.cli ingest`) and the bare app. No Celery worker
 runs; accepted articles just wait in the render queue, which is checked at the end.
 
-    python bench/ingest.py [--requests 2000] [--concurrency 8]
+The requests are split into rounds (`--rounds`, default 5); each round runs every target
+in turn, starting with a different one each time, so load that other work puts on the
+machine falls on Pressroom and its baselines alike; the per-round ratios show the spread.
+
+    python bench/ingest.py [--requests 2000] [--concurrency 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +80,13 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+
+    def add(self, other: Result) -> None:
+        """Fold one round's run into this total (rate = all requests over all measured seconds)."""
+        self.seconds += other.seconds
+        self.latencies.extend(other.latencies)
+        self.statuses.update(other.statuses)
+        self.failures.extend(other.failures)
 
     @property
     def rate(self) -> float:
@@ -242,6 +254,38 @@ class Children:
         processes.wait_for_port(s3_port, 30, proc)
         return redis_port, s3_port
 
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds used so far by this process and every process this run started, with their children.
+
+        Unlike a rate, this barely moves when other work loads the machine: it is the cost of
+        the work itself, so it is reported beside the rates.
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        used: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        roots = {proc.pid: name for name, proc in self.procs}
+        out = {"benchmark client": time.process_time(), **{name: 0.0 for name in roots.values()}}
+        for pid in used:
+            ancestor = pid
+            while ancestor > 1 and ancestor not in roots:
+                ancestor = parents.get(ancestor, 0)
+            if ancestor in roots:
+                out[roots[ancestor]] += used[pid]
+        return out
+
     def stop(self) -> None:
         for _, proc in reversed(self.procs):
             if proc.poll() is None:
@@ -272,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", "-n", type=int, default=2000, help="measured requests per target")
     parser.add_argument("--concurrency", "-c", type=int, default=8, help="client threads, one connection each")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests per target first")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="the requests are split into rounds, each running every target in turn, so a load "
+                             "that other work puts on the machine falls on all of them alike")
     args = parser.parse_args(argv)
 
     import redis
@@ -319,35 +366,72 @@ def main(argv: list[str] | None = None) -> int:
         total = args.warmup + args.requests
         bodies = article_bodies(total, run_id)
         doc_size = len(bodies[0])
+        load_start = os.getloadavg()[0]
         print(
-            f"ingest benchmark: {args.requests} requests per target at concurrency {args.concurrency} "
-            f"(+{args.warmup} warm-up), {doc_size}-byte NINJS documents\n"
+            f"ingest benchmark: {args.requests} requests per target in {args.rounds} rounds at concurrency "
+            f"{args.concurrency} (+{args.warmup} warm-up), {doc_size}-byte NINJS documents\n"
             f"gunicorn (both apps): {gunicorn_flags}",
             flush=True,
         )
 
-        def measure(name: str, make_for: Callable[[list[bytes]], Callable], expect: int) -> Result:
-            """Warm up, then measure; any answer but `expect` stops the benchmark with the server's words."""
-            for phase, part in (("warm-up", bodies[: args.warmup]), ("run", bodies[args.warmup :])):
-                result = run_load(name, len(part), args.concurrency, make_for(part))
-                if result.statuses != Counter({expect: len(part)}):
-                    failures = "\n  ".join(dict.fromkeys(f.strip() for f in result.failures))
-                    raise BenchFailure(f"{name} ({phase}): expected {len(part)} x {expect}, got "
-                                       f"{dict(result.statuses)}\n  {failures}")
-            print(f"  {name}: {result.rate:.1f}/s", flush=True)
+        targets = [
+            ("bare Flask 202 (same gunicorn)", lambda b: http_worker(bare_port, b, key, 202), 202),
+            ("Pressroom POST /v1/articles", lambda b: http_worker(api_port, b, key, 202), 202),
+            ("S3 PutObject (moto server)",
+             lambda b: s3_put_worker(settings, bodies[0], f"bench/put/{run_id}/{uuid.uuid4().hex[:6]}"), 200),
+        ]
+
+        def run(name: str, make_for: Callable[[list[bytes]], Callable], expect: int, part: list[bytes],
+                phase: str) -> Result:
+            """One load run; any answer but `expect` stops the benchmark with the server's words."""
+            result = run_load(name, len(part), args.concurrency, make_for(part))
+            if result.statuses != Counter({expect: len(part)}):
+                failures = "\n  ".join(dict.fromkeys(f.strip() for f in result.failures))
+                raise BenchFailure(f"{name} ({phase}): expected {len(part)} x {expect}, got "
+                                   f"{dict(result.statuses)}\n  {failures}")
             return result
 
-        bare = measure("bare Flask 202 (same gunicorn)", lambda b: http_worker(bare_port, b, key, 202), 202)
-        pressroom = measure("Pressroom POST /v1/articles", lambda b: http_worker(api_port, b, key, 202), 202)
-        put = measure(
-            "S3 PutObject (moto server)", lambda b: s3_put_worker(settings, bodies[0], f"bench/put/{run_id}"), 200
-        )
+        for name, make_for, expect in targets:
+            run(name, make_for, expect, bodies[: args.warmup], "warm-up")
+        totals = {name: Result(name) for name, _, _ in targets}
+        cpu = {name: Counter() for name, _, _ in targets}
+        per_round: list[dict[str, float]] = []
+        size = args.requests // args.rounds
+        for r in range(args.rounds):
+            part = bodies[args.warmup + r * size: args.warmup + (r + 1) * size]
+            rates = {}
+            for name, make_for, expect in targets[r % 3:] + targets[: r % 3]:  # no target always goes first
+                cpu_before = children.cpu_by_process()
+                result = run(name, make_for, expect, part, f"round {r + 1}")
+                for process, seconds in children.cpu_by_process().items():
+                    cpu[name][process] += seconds - cpu_before[process]
+                totals[name].add(result)
+                rates[name] = result.rate
+            per_round.append(rates)
+            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n.split(' (')[0]} {v:.0f}/s" for n, v in
+                                                                  rates.items()), flush=True)
+        bare, pressroom, put = (totals[name] for name, _, _ in targets)
         queued = redis.Redis.from_url(settings.redis_url).llen("render")
-        if queued != total:
-            raise BenchFailure(f"{queued} render tasks queued for {total} accepted articles")
+        accepted = args.warmup + size * args.rounds
+        if queued != accepted:
+            raise BenchFailure(f"{queued} render tasks queued for {accepted} accepted articles")
 
         print_table([pressroom, bare, put], pressroom, bare, put)
-        print(f"\nall {args.requests} Pressroom answers were 202; {queued} render tasks queued (warm-up included)")
+        processes = list(cpu[pressroom.name])
+        print(f"\n{'CPU ms per request':<34} {'total':>9} " + " ".join(f"{p:>9}" for p in processes))
+        per_request = {}
+        for r in (pressroom, bare, put):
+            per_request[r.name] = {p: 1000 * cpu[r.name][p] / len(r.latencies) for p in processes}
+            print(f"{r.name:<34} {sum(per_request[r.name].values()):>9.2f} "
+                  + " ".join(f"{per_request[r.name][p]:>9.2f}" for p in processes))
+        cpu_ratio = sum(per_request[put.name].values()) / sum(per_request[pressroom.name].values())
+        print(f"{'ratio S3 PutObject / Pressroom':<34} {cpu_ratio:>9.3f}  (the rate ratio of a machine with "
+              "nothing else to do)")
+        ratios = sorted(r[pressroom.name] / r[put.name] for r in per_round)
+        print(f"\nPressroom / S3 PutObject per round: {', '.join(f'{x:.3f}' for x in ratios)} "
+              f"(median {statistics.median(ratios):.3f})")
+        print(f"all {len(pressroom.latencies)} Pressroom answers were 202; {queued} render tasks queued (warm-up "
+              f"included); load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
         succeeded = True
         return 0
     except (RuntimeError, BenchFailure) as exc:

@@ -33,31 +33,35 @@ local function index_status(status)
 end
 """
 
-# KEYS: state, timeline, outbox, embargoes
-# ARGV: version, doc_key, uri, withdraw, embargo_ts, now, event_json, aid
+# KEYS: state, timeline, outbox, embargoes, answer ('' for none), queue ('' for none)
+# ARGV: version, doc_key, uri, withdraw, embargo_ts, now, event_json, aid, status, answer, answer_ttl, message
 _ACCEPT = _STATUS_INDEX + """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
 local version = tonumber(ARGV[1])
 if version <= current then
   return {'stale', tostring(current), redis.call('HGET', KEYS[1], 'status') or ''}
 end
-local status = 'queued'
-local embargo = tonumber(ARGV[5])
-if ARGV[4] ~= '1' and embargo > tonumber(ARGV[6]) then status = 'scheduled' end
+local status = ARGV[9]
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc_key', ARGV[2], 'uri', ARGV[3],
   'withdraw', ARGV[4], 'embargo', ARGV[5], 'status', status, 'updated_at', ARGV[6])
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[6])
 index_status(status)
 redis.call('RPUSH', KEYS[2], ARGV[7])
 redis.call('LTRIM', KEYS[2], -200, -1)
-local member = ARGV[8] .. ':' .. ARGV[1]
+local sent = '0'
 if status == 'scheduled' then
-  redis.call('ZADD', KEYS[4], embargo, ARGV[8])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[8])
 else
   redis.call('ZREM', KEYS[4], ARGV[8])
-  redis.call('ZADD', KEYS[3], ARGV[6], member)
+  if KEYS[6] ~= '' then
+    redis.call('LPUSH', KEYS[6], ARGV[12])
+    sent = '1'
+  else
+    redis.call('ZADD', KEYS[3], ARGV[6], ARGV[8] .. ':' .. ARGV[1])
+  end
 end
-return {'accepted', ARGV[1], status}
+if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[10], 'EX', ARGV[11]) end
+return {'accepted', ARGV[1], status, sent}
 """
 
 # KEYS: state, timeline, outbox, embargoes
@@ -98,6 +102,20 @@ class Decision:
     outcome: str  # accepted | stale | missing | already
     version: int | None
     status: str
+    sent: bool = False  # the render task was queued with the state (no outbox entry to clear)
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """A broker message to push atomically with the state: the list key and the payload."""
+
+    queue: str
+    message: bytes | str
+
+
+def initial_status(withdraw: bool, embargo: float | None, now: float) -> str:
+    """What a newly accepted version is: `scheduled` until a future embargo, else `queued`."""
+    return "scheduled" if not withdraw and (embargo or 0) > now else "queued"
 
 
 def _event(event: str, version: int | None = None, **detail) -> str:
@@ -124,15 +142,32 @@ class ArticleState:
         withdraw: bool = False,
         embargo: float | None = None,
         now: float | None = None,
+        answer: tuple[str, str, int] | None = None,
+        enqueue: Enqueue | None = None,
     ) -> Decision:
-        """Record a newly accepted version unless a newer or equal one is stored."""
+        """Record a newly accepted version unless a newer or equal one is stored.
+
+        In the same atomic step: `answer` (idempotency key, stored answer, ttl) is written
+        when the version is accepted, and `enqueue` pushes the render task; without it the
+        work goes to the outbox for the caller (or the scheduler's sweep) to send. Pass
+        `now` when `answer` was built for `initial_status(withdraw, embargo, now)`.
+        """
         now = time.time() if now is None else now
+        status = initial_status(withdraw, embargo, now)
         event = _event("withdraw requested" if withdraw else "accepted", version)
-        outcome, stored, status = self._accept(
-            keys=[keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX, keys.EMBARGOES],
-            args=[version, doc_key, uri, "1" if withdraw else "0", embargo or 0, now, event, aid],
+        name, stored, ttl = answer or ("", "", 0)
+        result = self._accept(
+            keys=[
+                keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX, keys.EMBARGOES,
+                name, enqueue.queue if enqueue else "",
+            ],
+            args=[
+                version, doc_key, uri, "1" if withdraw else "0", embargo or 0, now, event, aid, status,
+                stored, ttl, enqueue.message if enqueue else "",
+            ],
         )
-        return Decision(_s(outcome), int(_s(stored)), _s(status))
+        outcome, stored_version, stored_status = (_s(v) for v in result[:3])
+        return Decision(outcome, int(stored_version), stored_status, sent=len(result) > 3 and _s(result[3]) == "1")
 
     def request_withdraw(self, aid: str, now: float | None = None) -> Decision:
         now = time.time() if now is None else now

@@ -1,5 +1,6 @@
 """The article webhook against real Redis and a real S3 server (Flask test client for the HTTP layer)."""
 
+import base64
 import json
 import time
 from datetime import UTC, datetime
@@ -209,3 +210,75 @@ def test_withdrawing_an_embargoed_article_cancels_the_embargo(client, rt):
     assert client.delete(f"/v1/articles/{aid}", headers=auth_headers()).status_code == 202
     assert rt.redis.zscore(keys.EMBARGOES, aid) is None
     assert rt.articles.get(aid)["withdraw"] == "1"
+
+
+def test_the_render_task_is_queued_with_the_state_and_no_outbox_entry_is_left(client, rt):
+    doc = unique_article()
+    body = json.dumps(doc).encode()
+    answer = client.post("/v1/articles", data=body, headers=signed(body))
+    aid = answer.get_json()["id"]
+    assert rt.redis.zscore(keys.OUTBOX, f"{aid}:1") is None
+    [message] = [json.loads(m) for m in rt.redis.lrange("render", 0, -1) if aid.encode() in m]
+    assert message["headers"]["task"] == "render.article"
+    assert json.loads(base64.b64decode(message["body"]))[0] == [aid, 1]
+    [key] = stored_objects(rt, aid)
+    assert rt.data.get(key).body == body  # the posted bytes, as signed
+
+
+def test_the_answer_is_remembered_with_the_state_and_replayed(client, rt):
+    doc = unique_article()
+    body = json.dumps(doc).encode()
+    headers = signed(body)
+    first = client.post("/v1/articles", data=body, headers=headers)
+    stored = json.loads(rt.redis.get(keys.idempotency("webhook", headers["webhook-id"])))
+    assert stored == {"status": 202, "body": first.get_json()}
+
+
+def test_a_stale_answer_and_a_422_are_replayed_too(client, rt):
+    doc = unique_article(version="2")
+    assert post(client, doc).status_code == 202
+    for changed, status in (({"version": "1"}, 200), ({"version": "x"}, 422)):
+        body = json.dumps({**doc, **changed}).encode()
+        headers = signed(body)
+        first = client.post("/v1/articles", data=body, headers=headers)
+        assert first.status_code == status
+        again = client.post("/v1/articles", data=body, headers=signed(body, msg_id=headers["webhook-id"]))
+        assert again.status_code == status and again.headers["Idempotent-Replayed"] == "true"
+        assert again.get_json() == first.get_json()
+
+
+def test_the_same_webhook_id_while_the_first_runs_is_409_and_changes_nothing(client, rt):
+    doc = unique_article()
+    body = json.dumps(doc).encode()
+    headers = signed(body)
+    name = keys.idempotency("webhook", headers["webhook-id"])
+    rt.redis.set(name, "pending", ex=60)  # the first request holds the claim
+    answer = client.post("/v1/articles", data=body, headers=headers)
+    assert answer.status_code == 409
+    assert_nothing_stored(rt, keys.article_id(doc["uri"]))
+    rt.redis.delete(name)
+
+
+def test_the_idempotency_key_replays_token_requests(client, rt):
+    doc = unique_article()
+    headers = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json",
+               "Idempotency-Key": f"key-{doc['uri']}"}
+    first = post(client, doc, headers=headers)
+    again = post(client, doc, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(rt.articles.get(first.get_json()["id"])["timeline"]) == 1
+
+
+def test_a_version_stored_between_the_check_and_the_record_changes_nothing(rt):
+    """Two deliveries race: the older one passed the stale check first, the newer one recorded first."""
+    from services.ingest.articles import intake
+    from shared.ninjs import load_article
+
+    doc = unique_article(version="2")
+    newer = load_article(doc)
+    older = load_article({**doc, "version": "1"})
+    assert intake.accept_article(rt, None, newer, doc).decision.outcome == "accepted"
+    result = intake.accept_article(rt, None, older, {**doc, "version": "1"}, stored=intake.Stored(None))
+    assert result.decision.outcome == "stale" and result.decision.version == 2
+    assert rt.articles.get(newer.id)["version"] == "2"

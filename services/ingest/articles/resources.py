@@ -13,9 +13,9 @@ from marshmallow import ValidationError
 from services.ingest import auth, metrics
 from services.ingest.articles import intake, superdesk
 from services.ingest.articles.schemas import AcceptedSchema, ArticleStatusSchema
-from services.ingest.idempotency import Idempotency, Replay
+from services.ingest.idempotency import Claim, Idempotency, Replay
 from shared import keys
-from shared.ninjs import NinjsArticle, article_from_loaded, error_list
+from shared.ninjs import Article, NinjsArticle, article_from_loaded, error_list
 from shared.runtime import runtime_for
 from shared.storage import StorageUnavailable
 
@@ -80,47 +80,67 @@ def post_article():
     source, idem_key = auth.authenticate_webhook(settings, body)
     if source == "superdesk" and (skipped := superdesk.ignored(body)):
         return _json(skipped, 200)
-    idem = Idempotency(rt.redis, settings.idempotency_ttl) if idem_key else None
-    if idem:
+    name = keys.idempotency(source, idem_key) if idem_key else None
+    article, problem = _validate(body)
+    idem = Idempotency(rt.redis, settings.idempotency_ttl)
+    claim = Claim()
+    if name or article:
         try:
-            claim = idem.claim(source, idem_key)
+            claim = idem.claim(name, article.id if article else None)
         except redis.RedisError as exc:
             log.error("redis unavailable: %s", exc)
             abort(503, message="Pressroom's state store is unavailable; retry later.", headers=UNAVAILABLE)
-        if isinstance(claim, Replay):
-            metrics.ARTICLES.labels("replayed").inc()
-            return _replay(claim)
-        if claim is False:
-            abort(409, message="A request with this webhook-id is in progress; retry shortly.")
+    if isinstance(claim, Replay):
+        metrics.ARTICLES.labels("replayed").inc()
+        return _replay(claim)
+    if claim is False:
+        abort(409, message="A request with this webhook-id is in progress; retry shortly.")
     try:
-        status, answer = _accept(settings, rt, celery, body)
+        status, answer, remembered = _accept(settings, rt, celery, body, article, problem, claim, name)
     except Exception:
-        if idem:
-            idem.release(source, idem_key)
+        if name:
+            idem.release(name)
         raise
-    if idem:
-        idem.remember(source, idem_key, status, answer)
+    if name and not remembered:
+        idem.remember(name, status, answer)
     return _json(answer, status)
 
 
-def _accept(settings, rt, celery, body: bytes) -> tuple[int, dict]:
-    """Validate and accept; returns (status, body). Client errors come back as (4xx, error body)."""
+def _validate(body: bytes) -> tuple[Article | None, tuple[int, dict] | None]:
+    """The article, or the client error (status, error body) it gets once its key is claimed."""
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
-        abort(415, message=f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}.")
+        message = f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}."
+        return None, (415, _error(415, "Unsupported Media Type", message))
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        metrics.ARTICLES.labels("rejected").inc()
-        return 400, _error(400, "Bad Request", f"Body is not valid JSON: {exc}")
+        return None, (400, _error(400, "Bad Request", f"Body is not valid JSON: {exc}"))
     try:
         loaded = _schema.load(doc)
     except ValidationError as exc:
-        metrics.ARTICLES.labels("rejected").inc()
         errors = error_list(exc.messages)
-        return 422, _error(422, "Unprocessable Entity", "The NINJS document is invalid.", errors)
-    article = article_from_loaded(loaded)
+        return None, (422, _error(422, "Unprocessable Entity", "The NINJS document is invalid.", errors))
+    return article_from_loaded(loaded), None
+
+
+def _accept(settings, rt, celery, body: bytes, article, problem, claim: Claim, name: str | None):
+    """Accept a validated article; returns (status, body, whether the answer is already remembered)."""
+    if problem is not None:
+        status, error = problem
+        if status == 415:
+            abort(415, message=error["message"])
+        metrics.ARTICLES.labels("rejected").inc()
+        return status, error, False
+
+    def answer_for(decision) -> tuple[int, dict]:
+        code = 202 if decision.outcome == "accepted" else 200
+        return code, _accepted_body(article.id, article.uri, decision, settings)
+
     try:
-        result = intake.accept_article(rt, celery, article, doc)
+        result = intake.accept_article(
+            rt, celery, article, body, stored=intake.Stored(claim.version, claim.status),
+            remember=(name, answer_for) if name else None,
+        )
     except (StorageUnavailable, redis.RedisError) as exc:
         log.error("cannot accept %s v%s: %s", article.id, article.version, exc)
         metrics.ARTICLES.labels("unavailable").inc()
@@ -128,9 +148,7 @@ def _accept(settings, rt, celery, body: bytes) -> tuple[int, dict]:
     decision = result.decision
     metrics.ARTICLES.labels(decision.outcome).inc()
     log.info("article %s v%s %s (%s)", article.id, article.version, decision.outcome, decision.status)
-    return (202 if decision.outcome == "accepted" else 200), _accepted_body(
-        article.id, article.uri, decision, settings
-    )
+    return (*answer_for(decision), result.remembered)
 
 
 def _error(code: int, status: str, message: str, errors: list | None = None) -> dict:
