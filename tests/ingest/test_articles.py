@@ -2,13 +2,16 @@
 
 import base64
 import json
+import os
 import time
 from datetime import UTC, datetime
 
 import pytest
 
 from shared import keys
-from tests.conftest import API_TOKEN, auth_headers, signed, unique_article
+from shared.settings import Settings
+from shared.storage import ensure_buckets
+from tests.conftest import API_TOKEN, auth_headers, make_env, signed, start_redis, unique_article
 
 
 def post(client, doc, headers=None, raw: bytes | None = None):
@@ -212,7 +215,21 @@ def test_withdrawing_an_embargoed_article_cancels_the_embargo(client, rt):
     assert rt.articles.get(aid)["withdraw"] == "1"
 
 
-def test_the_render_task_is_queued_with_the_state_and_no_outbox_entry_is_left(client, rt):
+def test_the_render_task_is_queued_with_the_state_and_no_outbox_entry_is_left(s3_server, tmp_path):
+    """On a Redis of its own: the shared one has render workers that would take the task at once."""
+    from services.ingest.app import create_app
+    from shared.runtime import Runtime
+
+    private = start_redis(str(tmp_path))
+    try:
+        settings = Settings.from_env({**os.environ, **make_env(private.url, s3_server.url)})
+        ensure_buckets(settings)
+        _queued_with_the_state(create_app(settings).test_client(), Runtime(settings))
+    finally:
+        private.stop()
+
+
+def _queued_with_the_state(client, rt) -> None:
     doc = unique_article()
     body = json.dumps(doc).encode()
     answer = client.post("/v1/articles", data=body, headers=signed(body))
