@@ -1,11 +1,13 @@
 """The related-articles index: incremental, in Redis, with bounded work per article.
 
 Indexing a new article is one script call whatever the corpus size: it counts the
-article's words into the document frequencies and writes its record and at most
-`Tuning.posted_terms` postings into capped lists. A query is one script call that reads
-at most `Tuning.posting_reads` + `Tuning.expansion_reads` posting entries (plus a small
-per-term floor), so both stay flat as the index grows. Every worker shares the index, and it
-survives worker restarts because it is nothing but Redis keys.
+article's words into the document frequencies and writes its record (with its full term
+vector) and at most `Tuning.posted_terms` postings into capped lists. A query is one
+script call that reads at most `Tuning.posting_reads` + `Tuning.expansion_reads` posting
+entries (plus a small per-term floor) and hands back `Tuning.candidates`, then two
+pipelined reads of document frequencies for the second stage (`rerank.py`), so both stay
+bounded as the index grows. Every worker shares the index, and it survives worker
+restarts because it is nothing but Redis keys.
 
 Callers index only published articles and `remove` withdrawn ones, and should do so under
 the article's lock (as render's `reconcile` holds it) so one article's versions are not
@@ -246,9 +248,8 @@ class RelatedIndex:
         to list: in a small or young index they are whatever shares a word or two.
 
         Scores within about 1% of each other (equal to `TIE_DIGITS` decimals as a share of
-        the best) count as equal: differences that small come from when articles were
-        indexed (length normalisation and feedback weights use the corpus statistics of
-        that moment), not from what they say.
+        the best) count as equal: differences that small say nothing about the stories
+        (float noise, one word's frequency), so the newer story wins.
         """
         threshold = self.tuning.duplicate_threshold
         top = max((c.score for c in candidates), default=0.0) or 1.0

@@ -7,12 +7,12 @@ shared terms of middling weight) the cut decides too much: on full-length news t
 first stage alone fell well behind batch TF-IDF. So the best `Tuning.candidates` of the
 first stage are scored again here with the exact BM25 of `scoring.py` over the full term
 vectors (stored compressed in each article's record), with the live document frequencies
-and average length, then blended with the first stage's score, which carries the
-feedback expansion the full vectors lack.
+and average length, and once more with the query expanded by the best terms of its top
+results (`expansion`); the first stage's own score is only used to pick the candidates.
 
-Both stages use statistics as they are at query time (the full vectors hold raw term
+Both passes use statistics as they are at query time (the full vectors hold raw term
 frequencies, not weights), so a list does not depend on the order articles arrived in
-beyond what the first stage's candidates are.
+beyond which candidates the first stage finds.
 """
 
 from __future__ import annotations

@@ -77,3 +77,14 @@ def newsroom(index) -> RelatedIndex:
     for _, doc in corpus_docs():
         index.index(doc)
     return index
+
+
+def lists_after_indexing(client: redis.Redis, docs: list[RelatedDoc], k: int = 5) -> dict[str, list[str]]:
+    """Every article's top `k` after indexing `docs` in the given order into a fresh index (dropped after)."""
+    index = RelatedIndex(client, prefix=f"test:rel:{uuid.uuid4().hex[:10]}")
+    try:
+        for doc in docs:
+            index.index(doc)
+        return {doc.id: index.query(doc.id, k) for doc in docs}
+    finally:
+        index.drop()

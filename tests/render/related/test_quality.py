@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.render.related import RelatedDoc, RelatedIndex, evaluate
+from tests.render.related.conftest import lists_after_indexing
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -53,14 +54,6 @@ def test_lists_of_long_articles_do_not_depend_on_arrival_order(rclient):
     """Incremental indexing gives the lists that reindexing the same articles in another order gives."""
     records = evaluate.load_records(FIXTURES / "long_news.jsonl")
     docs = [RelatedDoc(r["id"], "en", r["title"], r["body"], (), float(i)) for i, r in enumerate(records)]
-    lists = []
-    for order in (docs, list(reversed(docs))):
-        index = RelatedIndex(rclient, prefix=f"test:relo:{uuid.uuid4().hex[:10]}")
-        try:
-            for doc in order:
-                index.index(doc)
-            lists.append({doc.id: index.query(doc.id, 5) for doc in docs})
-        finally:
-            index.drop()
+    lists = [lists_after_indexing(rclient, docs), lists_after_indexing(rclient, list(reversed(docs)))]
     assert all(len(listed) == 5 for listed in lists[0].values())
     assert lists[0] == lists[1]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import uuid
 
-from services.render.related import RelatedDoc, RelatedIndex, rerank
+from services.render.related import rerank
 from services.render.related.document import RelatedDoc as Doc
 from services.render.related.scoring import DEFAULT, analyse
-from tests.render.related.conftest import corpus_docs
+from tests.render.related.conftest import corpus_docs, lists_after_indexing
 
 
 def test_the_full_vector_survives_its_blob_with_every_term():
@@ -43,19 +42,9 @@ def test_feedback_adds_the_vocabulary_of_the_top_results_in_proportion_to_their_
     assert rerank.expansion([], DEFAULT) == {}
 
 
-def _lists(rclient, docs: list[RelatedDoc]) -> dict[str, list[str]]:
-    index = RelatedIndex(rclient, prefix=f"test:rel:{uuid.uuid4().hex[:10]}")
-    try:
-        for doc in docs:
-            index.index(doc)
-        return {doc.id: index.query(doc.id, 5) for doc in docs}
-    finally:
-        index.drop()
-
-
 def test_lists_do_not_depend_on_the_order_articles_arrived_in(rclient):
     """Incremental indexing gives the lists a reindex from scratch (here: the reverse order) gives."""
     docs = [doc for _, doc in corpus_docs()]
-    forward = _lists(rclient, docs)
+    forward = lists_after_indexing(rclient, docs)
     assert all(forward.values())
-    assert _lists(rclient, list(reversed(docs))) == forward
+    assert lists_after_indexing(rclient, list(reversed(docs))) == forward
