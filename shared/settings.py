@@ -37,7 +37,7 @@ def parse_webhook_secret(value: str, variable: str = "PRESSROOM_WEBHOOK_SECRETS"
     return key
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -47,7 +47,12 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}: must be at most {maximum}, got {value}")
     return value
+
+
+MAX_PORT = 65535
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
@@ -57,6 +62,12 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
         raise SettingsError(f"{name}: expected a {'/'.join(schemes)} URL, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise SettingsError(f"{name}: the port in {redact_url(value)!r} is not a number from 0 to {MAX_PORT}") from None
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?|/\d+/?", parts.path):
+        raise SettingsError(f"{name}: the database in {redact_url(value)!r} must be a number, e.g. /0")
     return value.rstrip("/")
 
 
@@ -157,8 +168,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build and validate settings; raises SettingsError with a one-line message."""
         env = os.environ if env is None else env
-        port = _int(env, "PRESSROOM_PORT", 8000, minimum=1)
-        site_port = _int(env, "PRESSROOM_SITE_PORT", port + 1, minimum=1)
+        port = _int(env, "PRESSROOM_PORT", 8000, minimum=1, maximum=MAX_PORT)
+        site_port = _int(env, "PRESSROOM_SITE_PORT", port + 1, minimum=1, maximum=MAX_PORT)
+        if site_port > MAX_PORT:  # the default, PRESSROOM_PORT + 1
+            raise SettingsError(f"PRESSROOM_SITE_PORT: set it when PRESSROOM_PORT is {MAX_PORT}")
         secrets = tuple(s.strip() for s in env.get("PRESSROOM_WEBHOOK_SECRETS", "").split(",") if s.strip())
         keys = tuple(parse_webhook_secret(s) for s in secrets)
         superdesk = tuple(s.strip() for s in env.get("PRESSROOM_SUPERDESK_SECRETS", "").split(",") if s.strip())
@@ -199,7 +212,7 @@ class Settings:
             cloudfront_distribution_id=env.get("PRESSROOM_CLOUDFRONT_DISTRIBUTION_ID", "").strip(),
             cloudfront_endpoint_url=_url(env, "PRESSROOM_CLOUDFRONT_ENDPOINT_URL", "", ("http", "https")) or None,
             log_format=_choice(env, "PRESSROOM_LOG_FORMAT", cls.log_format, LOG_FORMATS),
-            worker_metrics_port=_int(env, "PRESSROOM_WORKER_METRICS_PORT", 0),
+            worker_metrics_port=_int(env, "PRESSROOM_WORKER_METRICS_PORT", 0, maximum=MAX_PORT),
             worker_metrics_host=env.get("PRESSROOM_WORKER_METRICS_HOST", "").strip() or cls.worker_metrics_host,
         )
 

@@ -93,3 +93,30 @@ def test_bad_photo_settings_give_one_clear_line(env, message):
         Settings.from_env(env)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRESSROOM_PORT": "70000"}, "PRESSROOM_PORT: must be at most 65535, got 70000"),
+        ({"PRESSROOM_PORT": "65535"}, "PRESSROOM_SITE_PORT: set it when PRESSROOM_PORT is 65535"),
+        ({"PRESSROOM_SITE_PORT": "65536"}, "PRESSROOM_SITE_PORT: must be at most 65535"),
+        ({"PRESSROOM_WORKER_METRICS_PORT": "99999"}, "PRESSROOM_WORKER_METRICS_PORT: must be at most 65535"),
+        ({"PRESSROOM_REDIS_URL": "redis://127.0.0.1:abc/0"}, "PRESSROOM_REDIS_URL: the port in"),
+        ({"PRESSROOM_REDIS_URL": "redis://:pw-hidden@127.0.0.1:99999/0"}, "is not a number from 0 to 65535"),
+        ({"PRESSROOM_REDIS_URL": "redis://127.0.0.1:6379/x"}, "PRESSROOM_REDIS_URL: the database in"),
+        ({"PRESSROOM_S3_ENDPOINT_URL": "http://127.0.0.1:port"}, "PRESSROOM_S3_ENDPOINT_URL: the port in"),
+    ],
+)
+def test_ports_and_url_parts_the_libraries_would_refuse_later_give_one_clear_line(env, message):
+    """Each of these used to pass here and end in a traceback from socket, redis-py or botocore."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value) and "pw-hidden" not in str(info.value)
+
+
+def test_ports_at_the_edges_and_plain_redis_urls_are_accepted():
+    s = Settings.from_env({"PRESSROOM_PORT": "65534", "PRESSROOM_REDIS_URL": "redis://127.0.0.1:6380"})
+    assert (s.port, s.site_port, s.redis_url) == (65534, 65535, "redis://127.0.0.1:6380")
+    assert Settings.from_env({"PRESSROOM_REDIS_URL": "rediss://:pw@cache.example.org:6380/3/"}).redis_url.endswith("/3")
