@@ -134,8 +134,6 @@ def run_stack(verbose: bool = False, fresh: bool = False) -> int:
     env = dict(os.environ)
     state_dir = Path(env.get("PRESSROOM_STATE_DIR", ".pressroom")).resolve()
     lock = _lock_state_dir(state_dir)
-    if fresh:
-        _forget_data(state_dir)
     local = _local_secrets(state_dir)
     for name in ("PRESSROOM_WEBHOOK_SECRETS", "PRESSROOM_API_TOKEN"):
         env.setdefault(name, local[name])
@@ -151,6 +149,8 @@ def run_stack(verbose: bool = False, fresh: bool = False) -> int:
     for port, variable in ((settings.port, "PRESSROOM_PORT"), (settings.site_port, "PRESSROOM_SITE_PORT")):
         if processes.port_in_use(port):
             fail(f"port {port} is already in use; stop what uses it or set {variable}", 1)
+    if fresh:  # only once the run can start: a mistyped setting must not cost the data
+        _forget_data(state_dir)
 
     sup = processes.Supervisor(env, log_dir=state_dir / "logs",
                                console_level=logging.INFO if verbose else logging.WARNING)

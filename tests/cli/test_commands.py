@@ -61,6 +61,23 @@ def test_taken_port_is_a_clear_message(tmp_path):
     assert f"port {port} is already in use" in result.stderr and "PRESSROOM_PORT" in result.stderr
 
 
+def test_fresh_with_a_bad_setting_or_a_taken_port_forgets_nothing(tmp_path):
+    kept = tmp_path / "redis" / "appendonly.aof"
+    kept.parent.mkdir()
+    kept.write_text("yesterday's articles")
+    (tmp_path / "s3").mkdir()
+    bad = run_cli(["run", "--fresh"], {"PRESSROOM_PORT": "eighty", "PRESSROOM_STATE_DIR": str(tmp_path)})
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "pressroom: error: PRESSROOM_PORT: expected an integer, got 'eighty'"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = run_cli(["run", "--fresh"], {"PRESSROOM_PORT": str(busy.getsockname()[1]),
+                                             "PRESSROOM_STATE_DIR": str(tmp_path)})
+    assert taken.returncode == 1 and "is already in use" in taken.stderr
+    assert kept.read_text() == "yesterday's articles" and (tmp_path / "s3").is_dir()
+
+
 def children_of(pid: int, direct: bool = False) -> set[int]:
     """All descendants of pid (or only its children), read from /proc."""
     parents: dict[int, int] = {}
