@@ -16,7 +16,6 @@ import redis
 
 from shared import heartbeat, keys, tasknames
 from shared.article_state import STATUSES
-from shared.deliveries import DUE  # the notify due set is keyed in shared/deliveries.py, its owner
 from shared.times import iso_utc as iso
 
 UNACKED_SCAN_LIMIT = 10_000  # kombu holds at most prefetch x processes per worker here; a cap, just in case
@@ -31,9 +30,9 @@ def collect(client: redis.Redis, failed_limit: int = 10, now: float | None = Non
     for status in STATUSES:
         pipe.zcard(keys.articles_by_status(status))
     pipe.zrevrange(keys.articles_by_status("failed"), 0, failed_limit - 1, withscores=True)
-    pipe.zcount(DUE, "-inf", now)
-    pipe.zcount(DUE, f"({now}", "+inf")
-    pipe.zrangebyscore(DUE, f"({now}", "+inf", start=0, num=1, withscores=True)
+    pipe.zcount(keys.NOTIFY_DUE, "-inf", now)
+    pipe.zcount(keys.NOTIFY_DUE, f"({now}", "+inf")
+    pipe.zrangebyscore(keys.NOTIFY_DUE, f"({now}", "+inf", start=0, num=1, withscores=True)
     pipe.zcard(keys.OUTBOX)
     pipe.zrange(keys.OUTBOX, 0, 0, withscores=True)
     pipe.zcard(keys.EMBARGOES)
@@ -164,10 +163,8 @@ def reindex(client: redis.Redis, batch: int = 500) -> int:
     script = client.register_script(_REINDEX)
     names: list[str] = []
     total = 0
-    for name in client.scan_iter(match=keys.article_state("*"), count=1000):
-        name = name.decode()
-        if name.count(":") == keys.article_state("x").count(":"):
-            names.append(name)
+    for name in client.scan_iter(match=keys.article_state(keys.ARTICLE_ID_GLOB), count=1000):
+        names.append(name.decode())
         if len(names) >= batch:
             total += script(keys=names, args=[keys.ARTICLES_BY_STATUS, *STATUSES])
             names = []

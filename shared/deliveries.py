@@ -26,13 +26,13 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.keys import PREFIX
+from shared.keys import NOTIFY_DUE, PREFIX
 from shared.subscriptions import sub_key as subscription_key
 
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
 LOG_LENGTH = 1000
 TERMINAL = ("delivered", "failed", "cancelled")
-DUE = f"{PREFIX}:notify:due"
+DUE = NOTIFY_DUE
 
 
 def delivery_key(did: str) -> str:

@@ -15,6 +15,7 @@ def article_id(uri: str) -> str:
 
 
 ARTICLE_ID = re.compile(r"^a[0-9a-f]{20}$")
+ARTICLE_ID_GLOB = "a" + "[0-9a-f]" * 20  # ARTICLE_ID as a Redis SCAN pattern: article_state(GLOB) skips the timelines
 
 
 def slugify(text: str, max_length: int = 80) -> str:
@@ -82,6 +83,7 @@ def idempotency(source: str, key: str) -> str:
 
 
 OUTBOX = f"{PREFIX}:outbox"
+NOTIFY_DUE = f"{PREFIX}:notify:due"  # zset: delivery id -> when it needs work (shared.deliveries)
 EMBARGOES = f"{PREFIX}:embargoes"
 ARTICLES_BY_STATUS = f"{PREFIX}:articles:status:"  # + status -> zset of ids scored by when they took it
 
