@@ -325,6 +325,9 @@ def test_run_keeps_articles_and_pages_across_a_restart_and_fresh_starts_empty(tm
         assert page.status_code == 200 and "Israeli Defence Minister visits Georgia" in page.text
         home = requests.get(f"http://127.0.0.1:{second.site_port}/", timeout=10)
         assert home.status_code == 200 and "Israeli Defence Minister visits Georgia" in home.text
+        # a restarted SeaweedFS (a new master on new ports over yesterday's volumes) takes new objects too
+        later = second.wait_published(second.post("tests/samples/editors-choice-article.ninjs.json"))
+        assert requests.get(later["url"], timeout=10).status_code == 200
 
         busy = run_cli(["run"], {"PRESSROOM_STATE_DIR": str(state), "PRESSROOM_PORT": str(processes.free_port())})
         assert busy.returncode == 1
