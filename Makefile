@@ -23,8 +23,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-# Every bench/*.py is a benchmark script; all run in sequence, and the target fails if any failed.
-BENCHMARKS := $(sort $(wildcard bench/*.py))
+# Every bench/*.py is a benchmark script but the _-prefixed helpers (bench/_common.py); all run in
+# sequence, and the target fails if any failed.
+BENCHMARKS := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
 
 bench: install
 	@status=0; for script in $(BENCHMARKS); do \

@@ -22,15 +22,11 @@ machine falls on Pressroom and its baselines alike; the per-round ratios show th
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import http.client
 import json
 import os
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,16 +39,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from unittest import mock
 
-# Only Flask at module level: gunicorn imports this module for the bare app, whose workers
-# must not carry Pressroom's clients and libraries. Pressroom is imported where it is used.
+# Only Flask and the standard library at module level: gunicorn imports this module for the
+# bare app, whose workers must not carry Pressroom's clients and libraries. Pressroom is
+# imported where it is used.
+from _common import HOST, ROOT, ApiConnection, BenchFailure, Children, percentile, signed_json_headers, stack_env
 from flask import Flask, request
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "samples" / "seed-article.ninjs.json"
-HOST = "127.0.0.1"
 
 
 def bare_app() -> Flask:
@@ -65,10 +61,6 @@ def bare_app() -> Flask:
         return {"status": "queued"}, 202
 
     return app
-
-
-class BenchFailure(Exception):
-    """A target answered something other than success: the figures would be meaningless."""
 
 
 @dataclass
@@ -94,10 +86,7 @@ class Result:
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile in milliseconds."""
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] * 1000
+        return percentile(self.latencies, q) * 1000
 
 
 def run_load(name: str, count: int, concurrency: int, make_worker: Callable[[], Callable[[int], tuple]]) -> Result:
@@ -151,27 +140,16 @@ def run_load(name: str, count: int, concurrency: int, make_worker: Callable[[], 
 
 def http_worker(port: int, bodies: list[bytes], key: bytes, expect: int) -> Callable[[], Callable[[int], tuple]]:
     """A factory of per-thread HTTP callers: one persistent connection each, every request signed when sent."""
-    from shared.signatures import signed_headers
 
     def make() -> Callable[[int], tuple]:
-        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        conn = ApiConnection(port)
         conn.connect()
 
         def call(i: int) -> tuple:
-            nonlocal conn
-            body = bodies[i]
-            headers = {"Content-Type": "application/json", **signed_headers(key, f"msg_{uuid.uuid4().hex}", body)}
-            try:
-                conn.request("POST", "/v1/articles", body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(HOST, port, timeout=60)
-                raise
-            if response.status != expect:
-                return response.status, f"{response.status}: {data[:300].decode(errors='replace')}"
-            return response.status, None
+            status, data = conn.post("/v1/articles", bodies[i], signed_json_headers(key, bodies[i]))
+            if status != expect:
+                return status, f"{status}: {data[:300].decode(errors='replace')}"
+            return status, None
 
         return call
 
@@ -225,79 +203,6 @@ def ingest_gunicorn_argv(env: dict[str, str]) -> list[str]:
     return captured
 
 
-class Children:
-    """The servers this run starts; all are stopped at the end, whatever happens."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        from pressroom import processes
-
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the child
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            preexec_fn=processes._die_with_parent, process_group=0,
-        )
-        self.procs.append((name, proc))
-        return proc
-
-    def start_storage(self, workdir: Path) -> tuple[int, int]:
-        """redis-server (AOF on, as in docker-compose.yml) and moto's S3 server; returns their ports."""
-        from pressroom import processes
-
-        redis_port, s3_port = processes.free_port(), processes.free_port()
-        proc = self.start("redis", processes.redis_command(redis_port, str(workdir), persist=True))
-        processes.wait_for_port(redis_port, 15, proc)
-        proc = self.start("s3", processes.moto_command(s3_port))
-        processes.wait_for_port(s3_port, 30, proc)
-        return redis_port, s3_port
-
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu_by_process().values())
-
-    def cpu_by_process(self) -> dict[str, float]:
-        """CPU seconds used so far by this process and every process this run started, with their children.
-
-        Unlike a rate, this barely moves when other work loads the machine: it is the cost of
-        the work itself, so it is reported beside the rates.
-        """
-        tick = os.sysconf("SC_CLK_TCK")
-        parents: dict[int, int] = {}
-        used: dict[int, float] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry)] = int(fields[1])
-            used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-        roots = {proc.pid: name for name, proc in self.procs}
-        out = {"benchmark client": time.process_time(), **{name: 0.0 for name in roots.values()}}
-        for pid in used:
-            ancestor = pid
-            while ancestor > 1 and ancestor not in roots:
-                ancestor = parents.get(ancestor, 0)
-            if ancestor in roots:
-                out[roots[ancestor]] += used[pid]
-        return out
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def print_table(results: list[Result], pressroom: Result, bare: Result, put: Result) -> None:
     print(f"\n{'target':<34} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}")
     for r in results:
@@ -328,28 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     from shared.storage import ensure_buckets
 
     workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-"))
-    (workdir / "metrics").mkdir()
     children = Children(workdir)
     succeeded = False  # on failure the servers' logs stay in workdir
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    os.environ.update(aws)  # this process's own boto3 clients (bucket creation, PutObject baseline)
     try:
         # AOF on, as in docker-compose.yml: the state Pressroom writes per request is durable there too.
-        redis_port, s3_port = children.start_storage(workdir)
+        redis_port, s3_port = children.start_storage()
         api_port, bare_port = processes.free_port(), processes.free_port()
-        env = {
-            **os.environ,
-            **aws,
-            "PRESSROOM_REDIS_URL": f"redis://{HOST}:{redis_port}/0",
-            "PRESSROOM_S3_ENDPOINT_URL": f"http://{HOST}:{s3_port}",
-            "PRESSROOM_WEBHOOK_SECRETS": secret,
-            "PRESSROOM_API_TOKEN": secrets.token_urlsafe(24),
-            "PRESSROOM_PORT": str(api_port),
-            "PRESSROOM_STATE_DIR": str(workdir / "state"),
-            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
-        }
-        env.pop("PRESSROOM_HOST", None)  # loopback only
+        env = stack_env(workdir, redis_port, s3_port, api_port)
         settings = Settings.from_env(env)
         ensure_buckets(settings)
 
@@ -361,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         processes.wait_for_port(bare_port, 60, proc)
         gunicorn_flags = " ".join(bare_argv[3:-1]).replace(f"{HOST}:{bare_port}", f"{HOST}:PORT")
 
-        key = parse_webhook_secret(secret)
+        key = parse_webhook_secret(env["PRESSROOM_WEBHOOK_SECRETS"])
         run_id = uuid.uuid4().hex[:8]
         total = args.warmup + args.requests
         bodies = article_bodies(total, run_id)

@@ -35,12 +35,10 @@ live when the loop has done k+1 articles.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import os
 import random
-import secrets
 import shutil
 import sys
 import tempfile
@@ -52,22 +50,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-for entry in (str(ROOT), str(BENCH)):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
+from _common import ApiConnection, BenchFailure, Children, percentile, say, signed_json_headers, stack_env, wait_until
+from render import NEWS, SITE_URL, load_news, make_stories
 
-from ingest import Children  # noqa: E402
-from render import NEWS, SITE_URL, load_news, make_stories  # noqa: E402
-
-HOST = "127.0.0.1"
 POLL_SECONDS = 0.01
 CLIENT_THREADS = 8
-
-
-class BenchFailure(Exception):
-    """Something did not end in the state the figures assume; the run stops and says what."""
 
 
 @dataclass
@@ -79,18 +66,6 @@ class Post:
     answered: float = 0.0
     live: float = 0.0
     status: int = 0
-
-
-def say(text: str) -> None:
-    print(f"  [{datetime.now(UTC):%H:%M:%S}] {text}", flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def make_posts(count: int, news, run: str, start: int) -> list[Post]:
@@ -114,28 +89,18 @@ class Client:
         self.local = threading.local()
 
     def post(self, item: Post) -> None:
-        from shared.signatures import signed_headers
-
-        headers = {"Content-Type": "application/json",
-                   **signed_headers(self.key, f"msg_{uuid.uuid4().hex}", item.body)}
+        headers = signed_json_headers(self.key, item.body)
+        conn = self.local.__dict__.setdefault("conn", ApiConnection(self.port))
         item.sent = time.perf_counter()
         for attempt in (1, 2):  # gunicorn closes idle keep-alive connections; the same webhook-id is safe to resend
-            conn = getattr(self.local, "conn", None)
-            if conn is None:
-                conn = self.local.conn = http.client.HTTPConnection(HOST, self.port, timeout=60)
             try:
-                conn.request("POST", "/v1/articles", body=item.body, headers=headers)
-                response = conn.getresponse()
-                response.read()
+                item.status, _ = conn.post("/v1/articles", item.body, headers)
                 break
             except (OSError, http.client.HTTPException):
-                conn.close()
-                self.local.conn = None
                 if attempt == 2:
                     item.status = -1
                     return
         item.answered = time.perf_counter()
-        item.status = response.status
 
 
 class Watcher:
@@ -283,31 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     loop_posts = make_posts(max(args.baseline, args.burst), news, f"{run}-loop", 10**6)
 
     workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-pipeline-"))
-    (workdir / "metrics").mkdir()
     children = Children(workdir)
     succeeded = False
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    os.environ.update(aws)
     watcher = None
     report: dict = {"rate": args.rate, "duration": args.duration, "burst": args.burst, "workers": args.workers,
                     "load_start": os.getloadavg()[0]}
     try:
-        redis_port, s3_port = children.start_storage(workdir)
+        redis_port, s3_port = children.start_storage()
         api_port = processes.free_port()
-        env = {
-            **os.environ, **aws,
-            "PRESSROOM_REDIS_URL": f"redis://{HOST}:{redis_port}/0",
-            "PRESSROOM_S3_ENDPOINT_URL": f"http://{HOST}:{s3_port}",
-            "PRESSROOM_WEBHOOK_SECRETS": secret,
-            "PRESSROOM_API_TOKEN": secrets.token_urlsafe(24),
-            "PRESSROOM_PORT": str(api_port),
-            "PRESSROOM_SITE_URL": SITE_URL,
-            "PRESSROOM_WORKER_CONCURRENCY": str(args.workers),
-            "PRESSROOM_STATE_DIR": str(workdir / "state"),
-            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
-        }
-        env.pop("PRESSROOM_HOST", None)
+        env = stack_env(workdir, redis_port, s3_port, api_port, PRESSROOM_SITE_URL=SITE_URL,
+                        PRESSROOM_WORKER_CONCURRENCY=str(args.workers))
         settings = Settings.from_env(env)
         ensure_buckets(settings)
         redis = redis_lib.Redis.from_url(settings.redis_url)
@@ -320,13 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.celery_app import create_celery
 
         celery = create_celery(settings)
-        deadline = time.monotonic() + 120
-        while not celery.control.ping(timeout=1.0):
-            if time.monotonic() > deadline:
-                raise BenchFailure("the workers did not answer within 120 s")
+        wait_until(lambda: celery.control.ping(timeout=1.0), 120, "the workers to answer")
         say(f"stack up: API on {api_port}, {args.workers} render workers; load average {os.getloadavg()[0]:.1f}")
 
-        client = Client(api_port, parse_webhook_secret(secret))
+        client = Client(api_port, parse_webhook_secret(env["PRESSROOM_WEBHOOK_SECRETS"]))
         watcher = Watcher(redis)
         warm = make_posts(20, news, f"{run}-warm", 2 * 10**6)
         steady(client, watcher, warm, 5)

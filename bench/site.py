@@ -29,7 +29,7 @@
    1,000 for a renderer that rebuilt it per article.
 
 Everything runs on 127.0.0.1: a redis-server, moto's S3 server and the workers started
-here (the helpers of bench/ingest.py and pressroom.processes). No scheduler runs: nothing
+here (the helpers of bench/_common.py and pressroom.processes). No scheduler runs: nothing
 measured needs it (no embargo, no lost send), and its 30-second site tick would add
 builds of its own to the figures. Articles carry no photo (Hugo processes none either).
 
@@ -51,31 +51,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-for entry in (str(ROOT), str(BENCH)):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
+from _common import ROOT, BenchFailure, Children, say, stack_env, wait_until
+from render import NEWS, SITE_URL, TEMPLATES, Story, load_news, make_stories
 
-from ingest import Children  # noqa: E402
-from render import NEWS, SITE_URL, TEMPLATES, Story, load_news, make_stories  # noqa: E402
-
-HOST = "127.0.0.1"
 HUGO = shutil.which("hugo") or "/usr/bin/hugo"
 SEED_THREADS = 8
-
-
-def say(text: str) -> None:
-    """A progress line stamped with the UTC time, to line it up with the workers' log."""
-    print(f"  [{datetime.now(UTC):%H:%M:%S}] {text}", flush=True)
-
-
-class BenchFailure(Exception):
-    """Something did not end in the state the figures assume; the run stops and says what."""
 
 
 # --- Hugo, the baseline ------------------------------------------------------------------------------------------
@@ -370,16 +353,6 @@ def site_idle(redis) -> bool:
     return True
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> float:
-    """Poll until `predicate()`; returns the perf_counter time it first held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.perf_counter()
-        time.sleep(interval)
-    raise BenchFailure(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def settled(redis, aids: list[str], timeout: float, what: str) -> float:
     """Wait until every article is published and the site is idle twice in a row; returns that time."""
     state = {"hits": 0, "at": 0.0}
@@ -518,8 +491,6 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-site-"))
     children = Children(workdir)
     succeeded = False
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    os.environ.update(aws)
     report: dict = {"articles": args.articles, "burst": args.burst, "workers": args.workers, "warm": args.warm}
     try:
         # 1a. Hugo on the same articles, before any server runs
@@ -538,17 +509,11 @@ def main(argv: list[str] | None = None) -> int:
             f"({hugo_cpu:.2f} s CPU), {hugo_files} files")
 
         # the stack
-        redis_port, s3_port = children.start_storage(workdir)
-        env = {
-            **os.environ, **aws,
-            "PRESSROOM_REDIS_URL": f"redis://{HOST}:{redis_port}/0",
-            "PRESSROOM_S3_ENDPOINT_URL": f"http://{HOST}:{s3_port}",
-            "PRESSROOM_SITE_URL": SITE_URL,
-            "PRESSROOM_PUBLIC_API_URL": "https://api.example.test",
-            "PRESSROOM_WORKER_CONCURRENCY": str(args.workers),
-            "PRESSROOM_S3_CONCURRENCY": str(args.s3_concurrency),
-            "PRESSROOM_STATE_DIR": str(workdir / "state"),
-        }
+        redis_port, s3_port = children.start_storage()
+        env = stack_env(workdir, redis_port, s3_port, PRESSROOM_SITE_URL=SITE_URL,
+                        PRESSROOM_PUBLIC_API_URL="https://api.example.test",
+                        PRESSROOM_WORKER_CONCURRENCY=str(args.workers),
+                        PRESSROOM_S3_CONCURRENCY=str(args.s3_concurrency))
         settings = Settings.from_env(env)
         ensure_buckets(settings)
         redis = redis_lib.Redis.from_url(settings.redis_url)
