@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import random
@@ -214,8 +215,8 @@ def verify(settings, redis, posts: list[Post], sample: int) -> int:
     return len(chosen)
 
 
-def figures(posts: list[Post], origin: str = "sent") -> dict[str, float]:
-    live = [1000 * (p.live - getattr(p, origin)) for p in posts]
+def figures(posts: list[Post]) -> dict[str, float]:
+    live = [1000 * (p.live - p.sent) for p in posts]
     answered = [1000 * (p.answered - p.sent) for p in posts]
     return {"p50": percentile(live, 50), "p99": percentile(live, 99), "max": max(live),
             "post_p50": percentile(answered, 50), "post_p99": percentile(answered, 99),
@@ -275,11 +276,18 @@ def main(argv: list[str] | None = None) -> int:
 
         client = Client(api_port, parse_webhook_secret(env["PRESSROOM_WEBHOOK_SECRETS"]))
         watcher = Watcher(redis)
+
+        def settle(phase: str, posts: list[Post]) -> tuple[dict[str, float], int]:
+            """Every post answered 202 and its page live; the figures, and how many pages were checked in S3."""
+            bad = [p for p in posts if p.status != 202]
+            if bad:
+                raise BenchFailure(f"{len(bad)} {phase} posts not answered 202, e.g. {bad[0].status}")
+            watcher.wait_all(args.timeout)
+            return figures(posts), verify(settings, redis, posts, args.verify)
+
         warm = make_posts(20, news, f"{run}-warm", 2 * 10**6)
         steady(client, watcher, warm, 5)
-        if any(p.status != 202 for p in warm):
-            raise BenchFailure(f"warm-up posts answered {sorted({p.status for p in warm})}")
-        watcher.wait_all(args.timeout)
+        settle("warm-up", warm)
         plain_loop(settings, loop_posts[:20])  # warm the loop's clients and templates too
 
         loop = plain_loop(settings, loop_posts[: args.baseline])
@@ -290,13 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         steady(client, watcher, steady_posts, args.rate)
         sent_s = time.perf_counter() - started
-        bad = [p for p in steady_posts if p.status != 202]
-        if bad:
-            raise BenchFailure(f"{len(bad)} steady posts not answered 202, e.g. {bad[0].status}")
-        watcher.wait_all(args.timeout)
-        report["steady"] = figures(steady_posts)
+        report["steady"], report["steady_verified"] = settle("steady", steady_posts)
         report["steady_sent_rate"] = len(steady_posts) / sent_s
-        report["steady_verified"] = verify(settings, redis, steady_posts, args.verify)
         say(f"steady: {len(steady_posts)} articles at {report['steady_sent_rate']:.1f}/s, live p50 "
             f"{report['steady']['p50']:.0f} ms, p99 {report['steady']['p99']:.0f} ms")
 
@@ -304,21 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         if burst_posts:
             loop = plain_loop(settings, loop_posts[: args.burst])
             report["burst_loop_s"] = sum(loop)
-            cumulative, total = [], 0.0
-            for s in loop:
-                total += s
-                cumulative.append(1000 * total)
+            cumulative = [1000 * s for s in itertools.accumulate(loop)]  # article k is live after k+1 iterations
             report["burst_loop"] = {"p50": percentile(cumulative, 50), "p99": percentile(cumulative, 99)}
             started = burst(client, watcher, burst_posts)
             posted = time.perf_counter() - started
-            bad = [p for p in burst_posts if p.status != 202]
-            if bad:
-                raise BenchFailure(f"{len(bad)} burst posts not answered 202, e.g. {bad[0].status}")
-            watcher.wait_all(args.timeout)
-            report["burst_figures"] = figures(burst_posts)
+            report["burst_figures"], report["burst_verified"] = settle("burst", burst_posts)
             report["burst_posted_s"] = posted
             report["burst_all_live_s"] = max(p.live for p in burst_posts) - started
-            report["burst_verified"] = verify(settings, redis, burst_posts, args.verify)
             say(f"burst: {len(burst_posts)} posted in {posted:.1f} s, all live at {report['burst_all_live_s']:.1f} s")
         report["load_end"] = os.getloadavg()[0]
         print_report(report)
