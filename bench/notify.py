@@ -25,7 +25,7 @@ import base64
 import concurrent.futures
 import json
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -34,18 +34,17 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _common import BenchFailure, Children, wait_until
 
-from pressroom import processes  # noqa: E402
-from services.notify import matching  # noqa: E402
-from services.notify.transports import webhook  # noqa: E402
-from shared import netguard, tasknames  # noqa: E402
-from shared.celery_app import create_celery  # noqa: E402
-from shared.deliveries import webhook_id  # noqa: E402
-from shared.runtime import Runtime  # noqa: E402
-from shared.settings import Settings, parse_webhook_secret  # noqa: E402
-from shared.subscriptions import ALL_SUBSCRIPTIONS, Subscription, SubscriptionStore, _index, sub_key  # noqa: E402
+from pressroom import processes
+from services.notify import matching
+from services.notify.transports import webhook
+from shared import netguard, tasknames
+from shared.celery_app import create_celery
+from shared.deliveries import delivery_key, event_key, webhook_id
+from shared.runtime import Runtime
+from shared.settings import Settings, parse_webhook_secret
+from shared.subscriptions import ALL_SUBSCRIPTIONS, Subscription, SubscriptionStore, _index, sub_key
 
 LOOPBACK = "127.0.0.0/8"
 BARE_THREADS = (1, 8, 16)
@@ -164,27 +163,28 @@ def n_rate(n: int, seconds: float) -> str:
     return f"{n / seconds:.1f}"
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes")
     args = parser.parse_args()
 
-    children: list[subprocess.Popen] = []
+    workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-notify-"))
+    children = Children(workdir)
+    succeeded = False  # on failure the logs stay in workdir
     try:
         redis_port = processes.free_port()
-        children.append(subprocess.Popen(processes.redis_command(redis_port, tempfile.mkdtemp(prefix="bench-redis-")),
-                                         stdout=subprocess.DEVNULL))
-        processes.wait_for_port(redis_port, 15, children[-1])
+        proc = children.start("redis", processes.redis_command(redis_port, str(workdir)))
+        processes.wait_for_port(redis_port, 15, proc)
         rport = processes.free_port()
-        children.append(subprocess.Popen([sys.executable, __file__, "--receiver", str(rport)]))
-        processes.wait_for_port(rport, 15, children[-1])
+        proc = children.start("receiver", [sys.executable, str(Path(__file__).resolve()), "--receiver", str(rport)])
+        processes.wait_for_port(rport, 15, proc)
         base = f"http://127.0.0.1:{rport}"
         hook = base + "/hook"
         env = {
             **os.environ, "PRESSROOM_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": LOOPBACK, "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="bench-st-"),
+            "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": LOOPBACK, "PRESSROOM_STATE_DIR": str(workdir / "state"),
             "PRESSROOM_SITE_URL": "https://news.example.test",
         }
         settings = Settings.from_env(env)
@@ -196,36 +196,34 @@ def main() -> None:
         print(f"{n} subscriptions stored; receiver at {base}", flush=True)
         bare, bare_cpu = {}, {}
         for threads in BARE_THREADS:
-            cpu0 = time.process_time(), cpu_seconds(children[1].pid)
+            cpu0 = children.cpu_by_process()
             bare[threads] = n / bare_loop(hook, keys, threads)
-            bare_cpu[threads] = (time.process_time() - cpu0[0], cpu_seconds(children[1].pid) - cpu0[1])
+            cpu1 = children.cpu_by_process()
+            bare_cpu[threads] = tuple(cpu1[p] - cpu0[p] for p in ("benchmark client", "receiver"))
         bare_new_conn = n / bare_loop(hook, keys, 8, keep_alive=False)
         before = received(base)
         assert before == (len(BARE_THREADS) + 1) * n, before
 
-        log_path = Path(tempfile.mkdtemp(prefix="bench-notify-")) / "workers.log"
-        print(f"worker and scheduler log: {log_path}", flush=True)
-        log = open(log_path, "w")  # noqa: SIM115 - lives as long as the workers
+        print(f"worker, scheduler, receiver and Redis logs: {workdir}", flush=True)
         me = [sys.executable, "-m", "pressroom.cli"]
-        children.append(subprocess.Popen([*me, "worker", "notify", "--concurrency", str(args.concurrency),
-                                          "--loglevel", "WARNING"], env=env, cwd=ROOT, stdout=log, stderr=log))
-        children.append(subprocess.Popen([*me, "scheduler", "--loglevel", "WARNING"], env=env, cwd=ROOT,
-                                         stdout=log, stderr=log))
+        children.start("workers", [*me, "worker", "notify", "--concurrency", str(args.concurrency),
+                                   "--loglevel", "WARNING"], env)
+        children.start("scheduler", [*me, "scheduler", "--loglevel", "WARNING"], env)
         celery = create_celery(settings)
         warm = event(["Warm-up"])  # nobody follows it: the workers start and load their code
         celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
-        _wait(lambda: rt.redis.exists(f"pr:notify:event:{warm['id']}:1:article.published"), 60, "workers to start")
+        wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, "workers to start")
         time.sleep(2)
 
-        roles = {"workers": children[2].pid, "receiver": children[1].pid, "redis": children[0].pid,
-                 "scheduler": children[3].pid}
-        cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
+        roles = ("workers", "receiver", "redis", "scheduler")  # not this process: it only polls the receiver
+        cpu_before = children.cpu_by_process()
         sent_at = time.time()
         started = time.perf_counter()
         celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event(["defence", "News"])})
-        _wait(lambda: received(base) - before >= n, 600, "every delivery", interval=0.05)
+        wait_until(lambda: received(base) - before >= n, 600, "every delivery", interval=0.05)
         pressroom = time.perf_counter() - started
-        pressroom_cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in roles.items()}
+        cpu_after = children.cpu_by_process()
+        pressroom_cpu = {role: cpu_after[role] - cpu_before[role] for role in roles}
         time.sleep(3)
         extra = received(base) - before - n
         states, first_done, last_created = _states(rt)
@@ -234,7 +232,7 @@ def main() -> None:
         started = time.perf_counter()
         for i in range(n):
             celery.send_task(tasknames.NOTIFY_DELIVER, args=[f"dnothing{i}"])
-        _wait(lambda: rt.redis.llen("notify") == 0 and rt.redis.hlen("unacked") == 0, 600, "empty tasks", 0.05)
+        wait_until(lambda: rt.redis.llen("notify") == 0 and rt.redis.hlen("unacked") == 0, 600, "empty tasks", 0.05)
         floor = time.perf_counter() - started
 
         # 2. fan-out
@@ -244,10 +242,7 @@ def main() -> None:
         bulk_subscribe(rt, hook, followers, ["Defence", "Georgia"])
         bulk_subscribe(rt, hook, fan // 4, ["Sports"])
         ev = event(["News", "Defence", "Arms trade", "Georgia", "Azerbaijan"])
-        for child in children[2:]:
-            child.terminate()  # no worker may take the deliveries while they are counted
-        for child in children[2:]:
-            child.wait(30)
+        children.stop("workers", "scheduler")  # no worker may take the deliveries while they are counted
         started = time.perf_counter()
         batches: list = []
         matched = matching.fan_out(rt, ev, lambda ekey, sids: batches.append((ekey, sids)))
@@ -303,42 +298,26 @@ fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
   match + create every delivery record           {fan_s:8.2f} s   ({matched / fan_s:,.0f} deliveries/s)
   baseline: read every subscription once         {scan_s:8.2f} s
   ratio fan-out / read-all                       {fan_s / scan_s:8.3f}""")
+        succeeded = True
+        return 0
+    except (RuntimeError, BenchFailure) as exc:
+        print(f"\nbench: FAILED: {exc}\n  logs: {workdir}", file=sys.stderr)
+        return 1
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        children.stop()
+        if succeeded:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _states(rt: Runtime) -> tuple[dict, float, float]:
     """Delivery states, and when the first delivery was recorded and the last record created."""
     counts: dict[str, int] = {}
     first_done, last_created = float("inf"), 0.0
-    for key in rt.redis.scan_iter("pr:dlv:*", count=1000):
+    for key in rt.redis.scan_iter(delivery_key("*"), count=1000):
         state, created, updated = (v.decode() for v in rt.redis.hmget(key, "state", "created_at", "updated_at"))
         counts[state] = counts.get(state, 0) + 1
         first_done, last_created = min(first_done, float(updated)), max(last_created, float(created))
     return counts, first_done, last_created
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its descendants, finished children included, from /proc."""
-    stats = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
-    tree, frontier = {pid}, {pid}
-    while frontier:
-        frontier = {p for p, (parent, _) in stats.items() if parent in frontier} - tree
-        tree |= frontier
-    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_line(cpu: dict[str, float], n: int) -> str:
@@ -346,17 +325,8 @@ def cpu_line(cpu: dict[str, float], n: int) -> str:
         f"  (total {sum(cpu.values()) * 1000 / n:.3f})")
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--receiver":
         receiver_main(int(sys.argv[2]))
     else:
-        main()
+        raise SystemExit(main())
