@@ -8,10 +8,11 @@ category}) it measures, in one run and on the same records:
 - batch TF-IDF cosine (`reference.tfidf`, the bar `related-eval` uses);
 - embedding cosine alone: all-MiniLM-L6-v2 (384 dimensions) over the headline and the start
   of the body, cut at the model's 256 word pieces, every article against every other;
-- hybrid: the engine's own candidates (`RelatedIndex._candidates`, its second stage's
-  scores) re-scored as (1 - w) * score / best score + w * embedding cosine, then listed by
-  the engine's own `_pick` (near-duplicate collapse, score floor, tie rule), so only the
-  ordering changes; the vectors are read back from Redis per query as a deployment would;
+- hybrid: the engine's own candidates (its second stage's scores) re-scored as
+  (1 - w) * score / best score + w * embedding cosine through `RelatedIndex.query`'s
+  `rescore` hook, then listed by the engine's own rules (near-duplicate collapse, score
+  floor, tie rule), so only the ordering changes; the vectors are read back from Redis per
+  query as a deployment would;
 - cost: model load time, ms per article to embed (one at a time, as indexing would, and
   batched, as a rebuild would), the process RSS with the model loaded, bytes per vector,
   and the added query time beside the engine's query time.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import os
 import resource
@@ -127,18 +129,6 @@ def precision(lists: dict[str, list[str]], category: dict[str, str]) -> tuple[fl
     return hits5 / (5 * count), hits10 / (10 * count)
 
 
-def listed(index, article_id: str, rescore: Callable[[str, list], list]) -> list[str]:
-    """`RelatedIndex.query` with the candidates' scores replaced by `rescore` before picking."""
-    from services.render.related.engine import WIDEN
-
-    own, candidates = index._candidates(article_id)
-    picked = index._pick(own, rescore(article_id, candidates), K)
-    if len(picked) < K and len(candidates) >= index.tuning.candidates:
-        own, candidates = index._candidates(article_id, index.tuning.candidates * WIDEN)
-        picked = index._pick(own, rescore(article_id, candidates), K)
-    return [c.id for c in picked]
-
-
 def hybrid_rescorer(client, weight: float, np) -> Callable[[str, list], list]:
     """(1 - w) * engine score / best + w * cosine, the vectors read from Redis in one HMGET."""
     from services.render.related.engine import Candidate
@@ -162,9 +152,7 @@ def hybrid_rescorer(client, weight: float, np) -> Callable[[str, list], list]:
 
 
 def measure_set(path: Path, model, client, weights: list[float], np, single_sample: int) -> SetResult:
-    from services.render.related import reference
-    from services.render.related.document import RelatedDoc
-    from services.render.related.engine import RelatedIndex
+    from services.render.related import RelatedDoc, RelatedIndex, reference
     from services.render.related.evaluate import load_records
     from services.render.related.tokenize import language_key
 
@@ -207,14 +195,11 @@ def measure_set(path: Path, model, client, weights: list[float], np, single_samp
 
         with timed() as querying:
             engine_lists = {a: index.query(a, K) for a in ids}
-        unchanged = listed(index, ids[0], lambda _a, c: c) == engine_lists[ids[0]]
-        if not unchanged:
-            print("related_embedding: warning: re-picking unchanged scores differs from query()", file=sys.stderr)
         hybrid, hybrid_clock = {}, {}
         for weight in weights:
             rescore = hybrid_rescorer(client, weight, np)
             with timed() as clock:
-                lists = {a: listed(index, a, rescore) for a in ids}
+                lists = {a: index.query(a, K, rescore=functools.partial(rescore, a)) for a in ids}
             hybrid[weight] = precision(lists, category)
             hybrid_clock[weight] = per(clock[0], len(ids))
     finally:

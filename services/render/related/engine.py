@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,20 +89,25 @@ class RelatedIndex:
                 return
         raise RuntimeError(f"related index: {article_id} kept changing under concurrent indexing")
 
-    def query(self, article_id: str, k: int = 10) -> list[str]:
+    def query(
+        self, article_id: str, k: int = 10, rescore: Callable[[list[Candidate]], list[Candidate]] | None = None
+    ) -> list[str]:
         """Ids of up to `k` related articles, best first.
 
         Never the article itself, only its language, never a near-duplicate of it, and at
         most one article of any set of near-duplicates (the best scored, then the newest).
+        `rescore`, when given, replaces the second stage's candidates (new scores) before the
+        list is picked by these same rules: the seam for measuring an extra stage, such as
+        bench/related_embedding.py's embedding hybrid, without copying the query.
         """
         if k <= 0:
             return []
         own, candidates = self._candidates(article_id)
-        picked = self._pick(own, candidates, k)
+        picked = self._pick(own, rescore(candidates) if rescore else candidates, k)
         if len(picked) < k and len(candidates) >= self.tuning.candidates:
             # a cluster of near-duplicates filled the candidates; look once further down
             own, candidates = self._candidates(article_id, self.tuning.candidates * WIDEN)
-            picked = self._pick(own, candidates, k)
+            picked = self._pick(own, rescore(candidates) if rescore else candidates, k)
         return [c.id for c in picked]
 
     def affected_by(self, article_id: str, fanout: int, list_size: int = LIST_SIZE) -> list[str]:

@@ -28,6 +28,20 @@ def test_k_bounds_the_list(newsroom):
     assert newsroom.query("no-such-article") == []
 
 
+def test_rescore_reorders_the_candidates_under_the_same_picking_rules(newsroom):
+    plain = newsroom.query("football-0", k=10)
+    assert len(plain) >= 3
+    assert newsroom.query("football-0", k=10, rescore=lambda candidates: candidates) == plain
+
+    def reversed_scores(candidates):
+        return [dataclasses.replace(c, score=1.0 + plain.index(c.id)) if c.id in plain else
+                dataclasses.replace(c, score=0.0) for c in candidates]
+
+    assert newsroom.query("football-0", k=10, rescore=reversed_scores) == plain[::-1]
+    assert newsroom.query("football-0", k=3, rescore=lambda cs: [dataclasses.replace(c, score=0.0) for c in cs]
+                          ) == []  # nothing above the score floor: the engine's own rule still applies
+
+
 def test_withdrawn_article_leaves_every_list(newsroom, rclient, prefix):
     assert "football-2" in newsroom.query("football-0")
     newsroom.remove("football-2")
