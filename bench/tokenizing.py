@@ -37,6 +37,8 @@ DATA = ROOT.parent / "shared" / "data" / "dev_news.jsonl"
 
 
 def articles() -> list[tuple[str, str]]:
+    if not DATA.exists():
+        raise SystemExit(f"bench: {DATA} not found (the data set is never in the repository)")
     with open(DATA, encoding="utf-8") as fh:
         return [(r["title"], r["body"]) for r in map(json.loads, fh) if r]
 
