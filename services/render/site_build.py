@@ -7,6 +7,12 @@ always comes from the newest index state; marks taken by a build that fails are 
 Builds run on their own `site` queue and pool, so the home page never waits behind a
 backlog of article renders, and a build's uploads go out on a bounded thread pool
 (`upload.BatchUploader`).
+
+A build stops at its time budget (half the task time limit) and puts back the marks it
+did not reach, a half-drawn listing with the rank of its first page not written, so the
+next build continues where it stopped. A big site (a rebuild marks every archive page of
+every list) is drawn by a few builds in turn instead of one that the time limit kills and
+that restarts from the beginning every time.
 """
 
 from __future__ import annotations
@@ -51,26 +57,30 @@ def request_build(rt: Runtime, send: Callable[[], None]) -> bool:
     return False
 
 
-def build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]:
-    """Render every dirty page; `rerender` queues article pages whose lists changed."""
+def build(rt: Runtime, rerender: Callable[[list[str]], None], budget: float | None = None) -> dict[str, int]:
+    """Render the dirty pages for up to `budget` seconds; `rerender` queues article pages whose lists changed.
+
+    The answer's `left` counts the marks put back for the next build (0: all done).
+    """
+    budget = rt.settings.task_time_limit / 2 if budget is None else budget
     try:
         with lease(rt.redis, BUILD_LOCK, wait=1):  # never hold a worker process just to wait
-            return _build(rt, rerender)
+            return _build(rt, rerender, time.monotonic() + budget)
     except LeaseBusy:
         raise BuildBusy() from None
 
 
-def _build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]:
+def _build(rt: Runtime, rerender: Callable[[list[str]], None], deadline: float) -> dict[str, int]:
     rt.redis.delete(BUILD_QUEUED)
     index = SiteIndex(rt.redis)
     marks = index.take_dirty()
     if not marks:
-        return {"pages": 0, "uploaded": 0}
+        return {"pages": 0, "uploaded": 0, "left": 0}
     uploader = BatchUploader(rt)
     try:
         try:
             began = time.thread_time()
-            articles = _build_marks(rt, index, uploader, marks)
+            articles, left = _build_marks(rt, index, uploader, marks, deadline)
             cpu = time.thread_time() - began  # rendering and its Redis reads; the uploads run on the pool
             uploader.commit()
         except Exception:
@@ -78,22 +88,33 @@ def _build(rt: Runtime, rerender: Callable[[list[str]], None]) -> dict[str, int]
             raise
         if articles:
             rerender(articles)
-        index.done_building()
+        if left:
+            index.restore_dirty(left)
+        else:
+            index.done_building()
         changed = uploader.flush()
     finally:
         uploader.close()
-    log.info("site build: %d marks, %d objects changed", len(marks), len(changed))
-    return {"pages": len(marks), "uploaded": len(changed), "cpu_s": round(cpu, 3)}
+    log.info("site build: %d marks, %d objects changed, %d marks left for the next build",
+             len(marks) - len(left), len(changed), len(left))
+    return {"pages": len(marks) - len(left), "uploaded": len(changed), "cpu_s": round(cpu, 3), "left": len(left)}
 
 
-def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[str, int]) -> list[str]:
+def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[str, int],
+                 deadline: float = math.inf) -> tuple[list[str], dict[str, int]]:
+    """Build marks in order until the deadline; returns the article marks and the marks left over."""
     site = SiteContext(site_url=rt.settings.site_url)
     titles = {k.decode(): v.decode() for k, v in rt.redis.hgetall(TOPIC_NAMES).items()}
     articles = []
-    for field, rank in sorted(marks.items(), key=_build_order):
+    ordered = sorted(marks.items(), key=_build_order)
+    for done, (field, rank) in enumerate(ordered):
+        if done and time.monotonic() > deadline:  # the first mark always runs: every build moves on
+            return articles, dict(ordered[done:])
         kind, _, name = field.partition(":")
         if kind == "list":
-            build_listing(rt, index, uploader, site, name, rank, titles.get(name))
+            resume = build_listing(rt, index, uploader, site, name, rank, titles.get(name), deadline)
+            if resume is not None:
+                return articles, {field: resume, **dict(ordered[done + 1:])}
             if name.startswith("collection:") and "lists" not in marks:
                 publish_lists(rt, uploader)
         elif kind == "sitemap":
@@ -110,7 +131,7 @@ def _build_marks(rt: Runtime, index: SiteIndex, uploader: Uploader, marks: dict[
             publish_lists(rt, uploader)
         elif kind == "article":
             articles.append(name)
-    return articles
+    return articles, {}
 
 
 ORDER = ("list", "sitemap", "sitemap-news", "sitemap-pages", "sitemap-index", "robots", "lists", "article")
@@ -126,7 +147,8 @@ ARCHIVE_BATCH = 50  # archive pages read per pipeline
 
 
 def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteContext, name: str, rank: int,
-                  title: str | None = None) -> None:
+                  title: str | None = None, deadline: float = math.inf) -> int | None:
+    """Front page, feeds and the archive pages from `rank` on; past the deadline, the rank to continue from."""
     listing = HOME if name == "home" else listing_for(name, title or index.title(name))
     pipe = rt.redis.pipeline(transaction=False)
     pipe.zcard(listing.key)
@@ -147,12 +169,15 @@ def build_listing(rt: Runtime, index: SiteIndex, uploader: Uploader, site: SiteC
     first = max(1, rank // PAGE_SIZE + 1)
     numbers = list(range(min(first, max(page_count, 1)), page_count + 1))
     for start in range(0, len(numbers), ARCHIVE_BATCH):
+        if start and time.monotonic() > deadline:
+            return (numbers[start] - 1) * PAGE_SIZE  # the page count is recorded once the listing is whole
         for number, items in index.archive_pages(listing, numbers[start:start + ARCHIVE_BATCH]).items():
             uploader.put(site_pages.archive_key(listing, number),
                          site_pages.listing_page(site, listing, items, number, page_count))
     for number in range(page_count + 1, previous + 1):
         uploader.delete(site_pages.archive_key(listing, number))
     rt.redis.hset(PAGE_COUNTS, name, page_count)
+    return None
 
 
 def _month_bounds(month: str) -> tuple[float, float]:

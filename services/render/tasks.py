@@ -131,7 +131,10 @@ def rebuild_pages(self, run: str, number: int) -> dict:
 def build_site(self, rebuild: str = "") -> dict:
     """Render the shared pages marked dirty since the last build (the `site` pool).
 
-    `rebuild` names a `pressroom rebuild` run that waits for this build to finish.
+    `rebuild` names a `pressroom rebuild` run that waits for this build to finish. A build
+    that stopped at its time budget sends the next one: a rebuild's straight away with the
+    run's name (whatever build is queued already, the run is done once one of its own
+    finds nothing left), anyone else's through the coalescing `queue_site_build`.
     """
     rt = runtime_for(self.app.pressroom_settings)
 
@@ -145,10 +148,19 @@ def build_site(self, rebuild: str = "") -> dict:
         result = site_build.build(rt, rerender)
     except site_build.BuildBusy as exc:
         raise self.retry(exc=exc, countdown=BUILD_BUSY_RETRY_SECONDS, max_retries=BUILD_BUSY_MAX_RETRIES) from None
+    if result["left"]:
+        if rebuild:
+            self.app.send_task(tasknames.SITE_BUILD, kwargs={"rebuild": rebuild})
+        else:
+            queue_site_build(self.app, rt)
     if rebuild:
-        rt.redis.hset(keys.rebuild_run(rebuild, "meta"), mapping={
-            "site_done": 1, "site_cpu_s": result.get("cpu_s", 0), "site_uploaded": result["uploaded"],
-        })
+        run_meta = keys.rebuild_run(rebuild, "meta")
+        pipe = rt.redis.pipeline()
+        pipe.hincrbyfloat(run_meta, "site_cpu_s", result.get("cpu_s", 0))
+        pipe.hincrby(run_meta, "site_uploaded", result["uploaded"])
+        if not result["left"]:
+            pipe.hset(run_meta, "site_done", 1)
+        pipe.execute()
     return result
 
 
