@@ -71,24 +71,59 @@ def _reconcile_locked(rt: Runtime, aid: str, version: int, effects: Effects, for
     state = rt.articles.get(aid)
     if state is None:
         return Outcome("missing")
+    action = next_action(state, version, force)
+    if action == "withdraw":
+        return withdraw(rt, aid, int(state["version"]), state, effects)
+    if action == "publish":
+        return publish(rt, aid, int(state["version"]), state, effects)
+    if action == "unchanged" and state.get("withdraw") != "1":
+        return Outcome("unchanged", state.get("url"))
+    return Outcome(action)
+
+
+def next_action(state: dict, version: int, force: bool = False) -> str:
+    """What a task for `version` does with the recorded state: superseded, withdraw, embargoed, unchanged or publish.
+
+    The one place these rules live: `pressroom rebuild` asks it too, so it renders in bulk
+    exactly what the per-article task would publish and hands the rest to that task.
+    """
     current = int(state["version"])
     if current > version:
-        return Outcome("superseded")
+        return "superseded"
     if state.get("withdraw") == "1":
-        if state.get("status") == "withdrawn" and not force:
-            return Outcome("unchanged")
-        return withdraw(rt, aid, current, state, effects)
+        return "unchanged" if state.get("status") == "withdrawn" and not force else "withdraw"
     if float(state.get("embargo") or 0) > time.time():
-        return Outcome("embargoed")
+        return "embargoed"
     if state.get("status") == "published" and state.get("published_version") == str(current) and not force:
-        return Outcome("unchanged", state.get("url"))
-    return publish(rt, aid, current, state, effects)
+        return "unchanged"
+    return "publish"
+
+
+def public_path(rt: Runtime, state: dict, article: Article) -> tuple[str, str]:
+    """The article's path (claimed at its first publication) and public URL."""
+    path = state.get("path") or claim_path(rt, article)
+    return path, f"{rt.settings.site_url}/{path}/"
+
+
+def publication_event(state: dict, version: int, article: Article, url: str) -> dict | None:
+    """The event subscribers get for publishing `version`; None for a forced refresh of the published one."""
+    previous = state.get("published_version")
+    if previous == str(version):
+        return None
+    return article_event("article.updated" if previous else "article.published", article, url)
+
+
+def published_fields(state: dict, version: int, path: str, url: str) -> dict:
+    """What a publication records in the article's state (`ArticleStates.finish`)."""
+    return {
+        "published_version": version, "published_doc_key": state["doc_key"], "path": path, "url": url,
+        "key": keys.page_key(path), "reason": "",
+    }
 
 
 def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) -> Outcome:
     article = _load(rt, state["doc_key"])
-    path = state.get("path") or claim_path(rt, article)
-    url = f"{rt.settings.site_url}/{path}/"
+    path, url = public_path(rt, state, article)
     photo = featured_photo(rt, article)
     index = SiteIndex(rt.redis)
     entry = card(article, url, path, thumbnail(photo))
@@ -109,13 +144,10 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
         if other != aid:
             index.mark(f"article:{other}")
     effects.build_site()
-    previous = state.get("published_version")
-    if previous != str(version):  # a forced refresh of the same version tells no one
-        effects.notify(article_event("article.updated" if previous else "article.published", article, url))
-    rt.articles.finish(
-        aid, version, "published", "published",
-        published_version=version, published_doc_key=state["doc_key"], path=path, url=url, key=key, reason="",
-    )
+    event = publication_event(state, version, article, url)
+    if event is not None:
+        effects.notify(event)
+    rt.articles.finish(aid, version, "published", "published", **published_fields(state, version, path, url))
     log.info("published %s v%s at %s", aid, version, url)
     return Outcome("published", url)
 

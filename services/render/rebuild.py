@@ -41,11 +41,13 @@ from services.render.pages import SiteContext, article_page
 from services.render.photos import model as photo_model
 from services.render.publish import (
     PermanentFailure,
-    article_event,
-    claim_path,
     featured_photo,
     mark_failed,
+    next_action,
     parse_document,
+    public_path,
+    publication_event,
+    published_fields,
     thumbnail,
 )
 from services.render.related import RelatedIndex, related_doc_from_article
@@ -121,8 +123,8 @@ def _states(rt: Runtime, aids: list[str]) -> dict[str, dict]:
 
 
 def _plain_publish(state: dict) -> bool:
-    """A state the batch can publish: not withdrawn, not under embargo."""
-    return state.get("withdraw") != "1" and float(state.get("embargo") or 0) <= time.time()
+    """A state the batch can publish: what the per-article task, forced, would publish (not withdrawn or embargoed)."""
+    return next_action(state, int(state["version"]), force=True) == "publish"
 
 
 @dataclass
@@ -190,8 +192,7 @@ def index_chunk(rt: Runtime, run: str, number: int, send: SendArticle) -> dict[s
 
         def prepare(item: Loaded, photo) -> tuple[tuple[Article, dict], bytes]:
             article = item.article
-            path = states[item.aid].get("path") or claim_path(rt, article)
-            url = f"{rt.settings.site_url}/{path}/"
+            path, url = public_path(rt, states[item.aid], article)
             related.index(related_doc_from_article(article))
             entry = card(article, url, path, thumbnail(photo))
             return (article, entry), zlib.compress(json.dumps({
@@ -313,16 +314,12 @@ def _finish(rt: Runtime, run: str, batch: list[Job], notify: Notify) -> None:
     """Tell subscribers of what is new, then record it: a kill in between repeats the event, never loses it
     (subscribers' deliveries are keyed by article, version and event type, so a repeat delivers nothing)."""
     for job in batch:
-        previous = job.state.get("published_version")
-        if previous != str(job.version):
-            kind = "article.updated" if previous else "article.published"
-            notify(article_event(kind, job.article, job.record["url"]))
+        event = publication_event(job.state, job.version, job.article, job.record["url"])
+        if event is not None:
+            notify(event)
     rt.articles.finish_many([
-        (job.aid, job.version, "published", "published", {
-            "published_version": job.version, "published_doc_key": job.record["doc_key"],
-            "path": job.record["path"], "url": job.record["url"], "key": keys.page_key(job.record["path"]),
-            "reason": "", "rebuild": run,
-        })
+        (job.aid, job.version, "published", "published",
+         {**published_fields(job.state, job.version, job.record["path"], job.record["url"]), "rebuild": run})
         for job in batch
     ])
     record(rt, run, [(job.aid, "published") for job in batch])
