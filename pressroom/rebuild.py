@@ -79,6 +79,8 @@ def plan(rt: Runtime, force: bool, chunk: int = batch.CHUNK) -> str:
     pipe.hset(batch.part(run, "meta"), mapping={
         "force": int(force), "total": len(aids), "chunks": len(chunks), "created": time.time(),
     })
+    pipe.expire(batch.part(run, "chunks"), batch.RUN_TTL)  # no longer than the run itself (REBUILD_ACTIVE)
+    pipe.expire(batch.part(run, "meta"), batch.RUN_TTL)
     if force:
         pipe.delete(ETAGS)
     pipe.set(keys.REBUILD_ACTIVE, run, ex=batch.RUN_TTL)

@@ -70,14 +70,18 @@ FALLBACK = "_fallback"  # field of a chunk's cache: ids handed to the per-articl
 SendArticle = Callable[[str, int], None]  # queue the ordinary forced render task (with the run)
 Notify = Callable[[dict], None]
 
-# KEYS: a set, a hash; ARGV: member, field, amount triples. Count each member once, ever.
+# KEYS: a set, a hash; ARGV: ttl, then member, field, amount triples. Count each member once, ever.
+# Keys this creates live RUN_TTL, as the run does: an abandoned run's records do not stay forever.
 _ONCE = """
 local added = 0
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     redis.call('HINCRBY', KEYS[2], ARGV[i + 1], ARGV[i + 2])
     added = added + 1
   end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, ARGV[1]) end
 end
 return added
 """
@@ -92,11 +96,13 @@ def record(rt: Runtime, run: str, outcomes: list[tuple[str, str]]) -> int:
     if not outcomes:
         return 0
     args = [x for aid, outcome in outcomes for x in (aid, outcome, 1)]
-    return int(rt.redis.eval(_ONCE, 2, part(run, "done"), keys.rebuild_progress(run), *args))
+    return int(rt.redis.register_script(_ONCE)(keys=[part(run, "done"), keys.rebuild_progress(run)],
+                                                args=[RUN_TTL, *args]))
 
 
 def _chunk_done(rt: Runtime, run: str, phase: str, number: int, articles: int) -> None:
-    rt.redis.eval(_ONCE, 2, part(run, phase), part(run, "meta"), number, f"{phase}_articles", articles)
+    rt.redis.register_script(_ONCE)(keys=[part(run, phase), part(run, "meta")],
+                                    args=[RUN_TTL, number, f"{phase}_articles", articles])
 
 
 def chunk_ids(rt: Runtime, run: str, number: int) -> list[str]:
@@ -342,6 +348,8 @@ def give_up_chunk(rt: Runtime, run: str, phase: str, number: int, send: SendArti
         else:
             record(rt, run, [(aid, "missing")])
     _chunk_done(rt, run, phase, number, len(aids))
+    if phase == "rendered":
+        rt.redis.delete(cache_key)  # this chunk is over: its documents are not needed again
     log.error("rebuild %s: chunk %d gave up in phase %s; %d articles go to the per-article task",
               run, number, phase, len(aids))
     return len(aids)

@@ -1,0 +1,73 @@
+"""A rebuild chunk that gives up hands its articles to the per-article task once, and leaves nothing behind.
+
+The chunk functions of services/render/rebuild.py called directly (no Celery: `send` records
+what would be queued), on a redis-server of their own and moto's S3 server over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pressroom.rebuild import plan
+from services.ingest.articles.intake import accept_article
+from services.render import rebuild
+from shared import keys
+from shared.ninjs import load_article
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.storage import ensure_buckets
+from tests.conftest import make_env, start_redis, unique_article
+
+
+class NoBroker:
+    def send_task(self, *args, **kwargs):
+        raise ConnectionError("seeded unqueued: only the rebuild publishes them")
+
+
+@pytest.fixture
+def seeded(s3_server):
+    redis = start_redis()
+    settings = Settings.from_env({**os.environ, **make_env(redis.url, s3_server.url)})
+    ensure_buckets(settings)
+    rt = Runtime(settings)
+    aids = []
+    for i in range(3):
+        doc = unique_article(headline=f"Chunk story {i}")
+        doc.pop("associations", None)
+        article = load_article(doc)
+        accept_article(rt, NoBroker(), article, doc)
+        aids.append(article.id)
+    yield rt, sorted(aids)
+    redis.stop()
+
+
+def test_a_chunk_giving_up_in_phase_two_sends_each_article_once_and_drops_its_documents(seeded):
+    rt, aids = seeded
+    run = plan(rt, force=False, chunk=len(aids))
+    sent: list[tuple[str, int]] = []
+    send = lambda aid, version: sent.append((aid, version))  # noqa: E731
+
+    rebuild.index_chunk(rt, run, 0, send)
+    cache = rebuild.part(run, "cache:0")
+    assert set(k.decode() for k in rt.redis.hkeys(cache)) == {*aids, rebuild.FALLBACK}
+    assert sent == []  # nothing held elsewhere, nothing withdrawn: all for the batch
+
+    assert rebuild.give_up_chunk(rt, run, "rendered", 0, send) == len(aids)
+    assert sorted(sent) == [(aid, 1) for aid in aids]
+    assert not rt.redis.exists(cache)  # the chunk is over: its documents do not wait a day in Redis
+    assert rt.redis.sismember(rebuild.part(run, "rendered"), 0)
+    assert rebuild.render_chunk(rt, run, 0, send, lambda event: None) == {"skipped": 1}
+    assert len(sent) == len(aids)  # a redelivered page task sends nothing again
+
+
+def test_a_run_never_continued_expires_with_its_records(seeded):
+    rt, aids = seeded
+    run = plan(rt, force=False, chunk=2)
+    rebuild.index_chunk(rt, run, 0, lambda aid, version: None)
+    rebuild.record(rt, run, [(aids[-1], "missing")])
+    for name in ("meta", "chunks", "done", "indexed"):
+        assert 0 < rt.redis.ttl(rebuild.part(run, name)) <= rebuild.RUN_TTL, name
+    assert 0 < rt.redis.ttl(keys.rebuild_progress(run)) <= rebuild.RUN_TTL
+    assert 0 < rt.redis.ttl(keys.REBUILD_ACTIVE) <= rebuild.RUN_TTL
