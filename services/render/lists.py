@@ -31,20 +31,11 @@ def related_cards(rt: Runtime, aid: str, k: int = LIST_SIZE) -> list[dict]:
 
 def remember_related(rt: Runtime, aid: str, shown: list[str]) -> None:
     """Keep who lists whom, so a withdrawal re-renders exactly the pages that showed it."""
-    before = {m.decode() for m in rt.redis.smembers(SHOWS + aid)}
-    pipe = rt.redis.pipeline()
-    for other in before - set(shown):
-        pipe.srem(SHOWN_IN + other, aid)
-    for other in shown:
-        pipe.sadd(SHOWN_IN + other, aid)
-    pipe.delete(SHOWS + aid)
-    if shown:
-        pipe.sadd(SHOWS + aid, *shown)
-    pipe.execute()
+    remember_related_many(rt, {aid: shown})
 
 
 def remember_related_many(rt: Runtime, shown: dict[str, list[str]]) -> None:
-    """`remember_related` for a batch of pages (a rebuild) in two round trips."""
+    """`remember_related` for a batch of pages (a rebuild) in two round trips, however many."""
     if not shown:
         return
     pipe = rt.redis.pipeline(transaction=False)
