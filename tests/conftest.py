@@ -235,15 +235,18 @@ class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 that verifies each request with the standardwebhooks library.
 
     `status` is what it answers (e.g. 200, 500, 410, 429), `headers` extra answer headers,
-    `delay` seconds to wait before answering (a hanging endpoint). Set `secrets` to the
+    `delay` seconds to wait before answering (a hanging endpoint), or `hold`, an Event it waits
+    for (up to 30 s) before answering, for tests that must not depend on timing. Set `secrets` to the
     subscription's secret(s) to have every request verified; results are in `requests`.
     """
 
-    def __init__(self, status: int = 200, headers: dict | None = None, delay: float = 0.0, answer: bytes = b"ok"):
+    def __init__(self, status: int = 200, headers: dict | None = None, delay: float = 0.0, answer: bytes = b"ok",
+                 hold=None):
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.status, self.headers, self.delay, self.answer = status, headers or {}, delay, answer
+        self.hold = hold
         self.secrets: list[str] = []
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -260,6 +263,8 @@ class WebhookReceiver:
                 receiver._record(dict(self.headers.items()), body, self.path)
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                if receiver.hold is not None:
+                    receiver.hold.wait(30)
                 try:
                     self.send_response(receiver.status)
                     for name, value in receiver.headers.items():

@@ -43,8 +43,9 @@ def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt,
 
 
 def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receivers, sender, monkeypatch):
-    monkeypatch.setattr(batches, "SLOW_AFTER", 0.5)
-    slow = webhook_receivers(delay=2)
+    monkeypatch.setattr(batches, "SLOW_AFTER", 4.0)  # room for 20 fast POSTs on a loaded machine
+    held = threading.Event()
+    slow = webhook_receivers(hold=held)  # answers only when the test lets it
     fast = webhook_receivers()
     slow_sub, _ = subscribe(notify_rt, slow.url)
     fast_subs = [subscribe(notify_rt, fast.url)[0] for _ in range(20)]
@@ -55,6 +56,7 @@ def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receiv
     assert outcomes == {"delivered": 20, "sending": 1}  # the task is done; the slow one goes on in the background
     assert record(notify_rt, by_sub[slow_sub.id])["state"] == "delivering"
     assert len(fast.requests) == 20
+    held.set()
     assert batches.wait_idle(sender)
     assert record(notify_rt, by_sub[slow_sub.id])["state"] == "delivered"
 
@@ -65,7 +67,8 @@ def test_when_slow_endpoints_hold_every_thread_the_rest_goes_back_to_the_due_set
     monkeypatch.setattr(batches, "HAND_BACK_AFTER", 0.3)
     monkeypatch.setattr(batches, "SLOW_AFTER", 0.1)
     two = batches.Sender(2)
-    slow = webhook_receivers(delay=1.5)
+    held = threading.Event()
+    slow = webhook_receivers(hold=held)
     fast = webhook_receivers()
     slow_subs = [subscribe(notify_rt, slow.url)[0] for _ in range(2)]
     fast_subs = [subscribe(notify_rt, fast.url)[0] for _ in range(3)]
@@ -81,9 +84,11 @@ def test_when_slow_endpoints_hold_every_thread_the_rest_goes_back_to_the_due_set
         for did in fast_ids:
             assert record(notify_rt, did)["state"] == "pending" and record(notify_rt, did)["attempts"] == "0"
             assert notify_rt.redis.zscore(DUE, did) <= now  # due at once, for another process to take
+        held.set()
         assert batches.wait_idle(two)
         assert batches.deliver_batch(notify_rt, fast_ids, two) == {"delivered": 3}
     finally:
+        held.set()
         batches.wait_idle(two)
         two.executor.shutdown(wait=True)
 
