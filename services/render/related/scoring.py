@@ -49,13 +49,13 @@ class Tuning:
     posted_terms: int = 32  # postings written per article: its highest tf-idf terms
     posting_cap: int = 1000  # entries kept per posting list; the lowest weights fall off
     query_terms: int = 30  # terms of the page's article that are looked up
-    posting_reads: int = 2000  # posting entries read for the query, shared by weight
+    posting_reads: int = 1000  # posting entries read for the query, shared by weight
     min_reads: int = 10  # ... but at least this many per term
     feedback_docs: int = 5
     expansion_terms: int = 10
-    expansion_reads: int = 500  # posting entries read for expansion terms not yet read
+    expansion_reads: int = 250  # posting entries read for expansion terms not yet read
     feedback_mix: float = 0.5  # share of the expanded query that comes from feedback
-    candidates: int = 100  # first-stage candidates scored again with full vectors (rerank.py)
+    candidates: int = 60  # first-stage candidates scored again with full vectors (rerank.py)
     rerank_expansion_terms: int = 30  # feedback terms added to the full-vector query (rerank.py)
     min_score_share: float = 0.05  # of the best score: weaker candidates are never listed
     duplicate_threshold: float = minhash.THRESHOLD
