@@ -8,6 +8,7 @@ first dot.
 RENDER_ARTICLE = "render.article"
 RENDER_COLLECTION = "render.collection"  # args: [collection slug]; editors changed its order
 RENDER_SITE = "render.site"  # old name of SITE_BUILD: a message queued before an upgrade is forwarded
+RENDER_RELATED_FANOUT = "render.related_fanout"  # args: [article id]; re-render pages whose lists now show it
 RENDER_REBUILD_INDEX = "render.rebuild_index"  # args: rebuild run, chunk number (pressroom rebuild, phase 1)
 RENDER_REBUILD_PAGES = "render.rebuild_pages"  # args: rebuild run, chunk number (phase 2)
 SITE_BUILD = "site.build"  # the coalesced build of shared pages (home, lists, feeds, sitemaps)
@@ -22,6 +23,10 @@ SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"
 SCHEDULER_RELEASE_EMBARGOES = "scheduler.release_embargoes"
 
 POOLS = ("render", "site", "notify", "scheduler")
+
+# Message priority on the Redis transport: a worker takes priority 0 (every message sent
+# without one) before any of this, so refreshing other pages never delays live news.
+BACKGROUND = 9
 
 
 def queue_for(task_name: str) -> str:

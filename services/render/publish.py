@@ -43,6 +43,9 @@ class Effects(Protocol):
 
     def build_site(self) -> None: ...
 
+    def refresh_related(self, aid: str) -> None:
+        """Later, re-render the pages whose related lists now include `aid` (`refresh_related_lists`)."""
+
 
 class ArticleBusy(Exception):
     """Another worker holds this article's lock; retry shortly."""
@@ -127,7 +130,7 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
     photo = featured_photo(rt, article)
     index = SiteIndex(rt.redis)
     entry = card(article, url, path, thumbnail(photo))
-    affected = RelatedIndex(rt.redis).index(related_doc_from_article(article), fanout=FANOUT)
+    related_changed = RelatedIndex(rt.redis).upsert(related_doc_from_article(article))
     index.add(article, entry)
     site = SiteContext(
         site_url=rt.settings.site_url,
@@ -140,9 +143,8 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
     uploader = Uploader(rt)
     uploader.put(key, article_page(article, path, site, photo))
     uploader.flush()  # a correction must reach readers behind a CDN too
-    for other in affected:
-        if other != aid:
-            index.mark(f"article:{other}")
+    if related_changed:
+        effects.refresh_related(aid)
     effects.build_site()
     event = publication_event(state, version, article, url)
     if event is not None:
@@ -150,6 +152,22 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
     rt.articles.finish(aid, version, "published", "published", **published_fields(state, version, path, url))
     log.info("published %s v%s at %s", aid, version, url)
     return Outcome("published", url)
+
+
+def refresh_related_lists(rt: Runtime, aid: str) -> list[str]:
+    """Mark for re-rendering the pages whose shown related list now includes `aid`; returns them.
+
+    The fan-out of a publication, run after its page is live and at background priority:
+    it costs `FANOUT` + 1 related queries, several times the rest of a publication, so
+    doing it before the page went up made every article wait for its neighbours. It may
+    run before the publication that sent it has recorded its state; an article that is no
+    longer in the related index (withdrawn meanwhile) has no neighbours to refresh.
+    """
+    affected = [other for other in RelatedIndex(rt.redis).affected_by(aid, FANOUT) if other != aid]
+    index = SiteIndex(rt.redis)
+    for other in affected:
+        index.mark(f"article:{other}")
+    return affected
 
 
 def withdraw(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) -> Outcome:

@@ -44,6 +44,9 @@ class CeleryEffects:
     def build_site(self) -> None:
         queue_site_build(self.app, self.rt)
 
+    def refresh_related(self, aid: str) -> None:
+        self.app.send_task(tasknames.RENDER_RELATED_FANOUT, args=[aid], priority=tasknames.BACKGROUND)
+
 
 def queue_site_build(app: Celery, rt) -> bool:
     return site_build.request_build(
@@ -82,6 +85,17 @@ def render_article(self, article_id: str, version: int, force: bool = False, reb
     if rebuild:
         rebuild_module.record(rt, rebuild, [(article_id, outcome.action)])
     return outcome.action
+
+
+@shared_task(bind=True, name=tasknames.RENDER_RELATED_FANOUT, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, **RETRY)
+def related_fanout(self, article_id: str) -> int:
+    """A publication's fan-out (`publish.refresh_related_lists`), after its page is live."""
+    rt = runtime_for(self.app.pressroom_settings)
+    affected = publish.refresh_related_lists(rt, article_id)
+    if affected:
+        queue_site_build(self.app, rt)
+    return len(affected)
 
 
 def _send_article(app: Celery, run: str):
@@ -142,7 +156,8 @@ def build_site(self, rebuild: str = "") -> dict:
         for aid in article_ids:
             version = rt.redis.hget(keys.article_state(aid), "version")
             if version is not None:
-                self.app.send_task(tasknames.RENDER_ARTICLE, args=[aid, int(version)], kwargs={"force": True})
+                self.app.send_task(tasknames.RENDER_ARTICLE, args=[aid, int(version)], kwargs={"force": True},
+                                   priority=tasknames.BACKGROUND)
 
     try:
         result = site_build.build(rt, rerender)

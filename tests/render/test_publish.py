@@ -17,12 +17,16 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[dict] = []
         self.builds = 0
+        self.refreshed: list[str] = []
 
     def notify(self, event: dict) -> None:
         self.events.append(event)
 
     def build_site(self) -> None:
         self.builds += 1
+
+    def refresh_related(self, aid: str) -> None:
+        self.refreshed.append(aid)
 
 
 class NoBroker:
@@ -153,3 +157,32 @@ def test_marks_taken_by_a_build_that_died_are_built_by_the_next(rt):
     assert not rt.redis.hexists(BUILDING, "list:home")  # done: nothing left over
     url = rt.articles.get(article.id)["url"]
     assert url in rt.site.get(f"topic/{keys.slugify(topic)}/index.html").body.decode()
+
+
+def test_a_publication_asks_once_for_its_fan_out_which_marks_the_neighbours_that_now_list_it(rt):
+    from services.render.site_index import SiteIndex
+
+    words = [f"qx{uuid.uuid4().hex[:8]}" for _ in range(16)]
+
+    def story(order: list[int]) -> dict:
+        text = " ".join(words[i] for i in order)
+        return unique_article(headline=f"{words[order[0]]} {words[order[1]]}", body_html=f"<p>{text} {text}</p>",
+                              subject=[], place=[], person=[], organisation=[])  # shared topics relate every copy
+
+    effects = Recorder()
+    first = accept(rt, story(list(range(16))))
+    publish.reconcile(rt, first.id, 1, effects)
+    second = accept(rt, story([15, 3, 9, 0, 12, 6, 1, 14, 4, 10, 7, 2, 13, 5, 11, 8]))
+    publish.reconcile(rt, second.id, 1, effects)
+    publish.reconcile(rt, second.id, 1, effects, force=True)  # same text: no lists change
+    assert effects.refreshed == [first.id, second.id]
+
+    index = SiteIndex(rt.redis)
+    index.take_dirty()
+    index.done_building()
+    assert publish.refresh_related_lists(rt, second.id) == [first.id]
+    assert f"article:{first.id}" in index.take_dirty()
+    index.done_building()
+    rt.articles.request_withdraw(second.id)
+    publish.reconcile(rt, second.id, 1, effects)
+    assert publish.refresh_related_lists(rt, second.id) == []  # withdrawn: out of the index, nothing to do

@@ -72,13 +72,15 @@ class RelatedIndex:
         Returns up to `fanout` ids of already indexed articles whose top related list now
         includes `doc`, so their pages can be re-rendered ([] when fanout is 0).
         """
+        return self.affected_by(doc.id, fanout) if self.upsert(doc) and fanout > 0 else []
+
+    def upsert(self, doc: RelatedDoc) -> bool:
+        """Add or replace one published article; False when it is indexed already as it is."""
         analysis = scoring.analyse(doc, self.tuning)
         for _ in range(3):
             outcome = self._try_add(doc, analysis)
-            if outcome == "unchanged":
-                return []
-            if outcome == "added":
-                return self.affected_by(doc.id, fanout) if fanout > 0 else []
+            if outcome != "retry":
+                return outcome == "added"
         raise RuntimeError(f"related index: {doc.id} kept changing under concurrent indexing")
 
     def remove(self, article_id: str) -> None:
