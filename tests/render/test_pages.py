@@ -109,11 +109,20 @@ def test_a_correction_shows_updated_time():
     assert tree.find(".//time[@class='updated']").get("datetime") == "2018-09-14T08:30:00+00:00"
 
 
-def test_without_photo_there_is_no_figure_and_a_summary_card():
-    _, tree, _ = render(photo=None)
-    assert tree.find(".//figure") is None
+def test_a_photo_that_could_not_be_fetched_keeps_its_caption_and_credit_but_no_image():
+    article, tree, _ = render(photo=None)
+    [figure] = tree.iter("figure")
+    assert figure.find(".//img") is None and figure.find(".//picture") is None
+    assert figure.findtext("figcaption").startswith(article.photo.caption)
+    assert figure.findtext(".//span[@class='credit']") == article.photo.credit
     meta = {m.get("property") or m.get("name"): m.get("content") for m in tree.iter("meta")}
-    assert meta["twitter:card"] == "summary"
+    assert meta["twitter:card"] == "summary" and "og:image" not in meta
+
+
+def test_an_article_without_a_photo_has_no_figure():
+    doc = {k: v for k, v in sample().items() if k != "associations"}
+    _, tree, _ = render(doc, photo=None)
+    assert tree.find(".//figure") is None
 
 
 def test_json_ld_cannot_be_broken_out_of():

@@ -125,7 +125,8 @@ def test_a_refused_photo_does_not_block_the_article_and_is_not_fetched_again(rt)
     rt.redis.set(keys.photo_refused(article.photo.href), b"remembered refusal")
     publish.reconcile(rt, article.id, 1, effects, force=True)
     assert rt.articles.get(article.id)["timeline"][-2]["reason"] == "remembered refusal"
-    assert "<figure" not in rt.site.get(state["key"]).body.decode()
+    html = rt.site.get(state["key"]).body.decode()
+    assert "<img" not in html and article.photo.caption in html  # the caption and credit stay
 
 
 def test_a_forced_rerender_of_an_unchanged_article_marks_no_list(rt):
