@@ -99,7 +99,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from pressroom.embedded import run_stack
 
-    raise SystemExit(run_stack(verbose=args.verbose, fresh=args.fresh))
+    raise SystemExit(run_stack(verbose=args.verbose, fresh=args.fresh, demo=not args.no_demo))
 
 
 def cmd_site(args: argparse.Namespace) -> None:
@@ -132,6 +132,20 @@ def cmd_post(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
     except urllib.error.URLError as exc:
         fail(f"cannot reach {url}: {exc.reason}", 1)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Publish the demo site through the running API (what a first `pressroom run` does)."""
+    from pressroom import demo
+
+    settings = load_settings()
+    require_redis(settings)
+    try:
+        loaded = demo.load(settings, api_url=args.api, say=lambda line: print(line, file=sys.stderr),
+                           timeout=args.timeout)
+    except demo.DemoError as exc:
+        fail(str(exc), 1)
+    print(f"demo site published: {loaded.articles} articles; the seed article is at {loaded.seed_url}")
 
 
 def cmd_rebuild(args: argparse.Namespace) -> None:
@@ -172,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole stack in the foreground (embedded Redis and S3 unless configured)")
     p.add_argument("--verbose", action="store_true", help="show every log line of the children, not only warnings")
     p.add_argument("--fresh", action="store_true", help="forget the embedded Redis and S3 data and start empty")
+    p.add_argument("--no-demo", action="store_true",
+                   help="do not publish the demo site on the first start (`pressroom demo` does it any time)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ingest", help="the ingest API under gunicorn")
     p.add_argument("--access-log", action="store_true")
@@ -203,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reindex", action="store_true",
                    help="first count every stored article by status (once, after upgrading; scans all articles)")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("demo", help="publish the demo site (a few dozen articles around the seed) through the API")
+    p.add_argument("--api", help="the API's base URL (default: PRESSROOM_PUBLIC_API_URL)")
+    p.add_argument("--timeout", type=float, default=180, help="seconds to wait for the pages")
+    p.set_defaults(func=cmd_demo)
     p = sub.add_parser("post", help="post a NINJS file to the API, signed")
     p.add_argument("file")
     p.add_argument("--api", help="API base URL (default PRESSROOM_PUBLIC_API_URL)")

@@ -30,7 +30,9 @@ from shared.settings import Settings, SettingsError
 from shared.storage import ensure_buckets
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "samples" / "seed-article.ninjs.json"
-DATA_DIRS = ("redis", "s3")  # what --fresh forgets; secrets and logs stay
+DATA_DIRS = ("redis", "s3")  # what --fresh forgets; secrets, logs and the demo mark stay
+DEMO_MARK = "demo-published"  # in the state dir: the first run of a state dir publishes the demo site, once
+LOOPBACK = "127.0.0.1/32,::1/128"
 S3_ACCESS_KEY = "pressroom"
 READY_TIMEOUT = 120.0
 
@@ -130,7 +132,7 @@ class Readiness:
             app.close()
 
 
-def run_stack(verbose: bool = False, fresh: bool = False) -> int:
+def run_stack(verbose: bool = False, fresh: bool = False, demo: bool = True) -> int:
     env = dict(os.environ)
     state_dir = Path(env.get("PRESSROOM_STATE_DIR", ".pressroom")).resolve()
     lock = _lock_state_dir(state_dir)
@@ -138,6 +140,7 @@ def run_stack(verbose: bool = False, fresh: bool = False) -> int:
     for name in ("PRESSROOM_WEBHOOK_SECRETS", "PRESSROOM_API_TOKEN"):
         env.setdefault(name, local[name])
     env.setdefault("PRESSROOM_STATE_DIR", str(state_dir))
+    env.setdefault("PRESSROOM_PHOTO_ALLOW_NETWORKS", LOOPBACK)  # the demo's photos come from the site server
     # Celery's advice to drop root says nothing a local stack (a container, CI) can act on
     env["PYTHONWARNINGS"] = ",".join(
         filter(None, (env.get("PYTHONWARNINGS"), "ignore:You're running the worker with superuser privileges"))
@@ -185,15 +188,19 @@ def run_stack(verbose: bool = False, fresh: bool = False) -> int:
         readiness = Readiness(settings, pools)
         readiness.thread.start()
         _listen_for_enter(show_banner)
-        text = banner(settings, stores, state_dir)
+        site = DemoSite(settings, state_dir, sup.say) if demo and not (state_dir / DEMO_MARK).exists() else None
         started = time.monotonic()
         shown = warned = False
+        text = ""
 
         def every() -> None:
-            nonlocal shown, warned
-            if readiness.ready.is_set() and (not shown or show_banner.is_set()):
+            nonlocal shown, warned, text
+            if readiness.ready.is_set() and site is not None and not site.done.is_set():
+                site.start()
+            elif readiness.ready.is_set() and (not shown or show_banner.is_set()):
                 show_banner.clear()
                 shown = True
+                text = text or banner(settings, stores, state_dir, site.seed_url if site else None)
                 print(text, flush=True)
             elif not readiness.ready.is_set() and (show_banner.is_set() or (
                     not warned and time.monotonic() - started > READY_TIMEOUT)):
@@ -218,6 +225,35 @@ def run_stack(verbose: bool = False, fresh: bool = False) -> int:
             readiness.stopped.set()
         sup.stop()
         lock.close()
+
+
+class DemoSite:
+    """Publishes the demo site (`pressroom.demo`) in a thread once the stack answers, if nothing is published yet."""
+
+    def __init__(self, settings: Settings, state_dir: Path, say) -> None:
+        self.settings, self.state_dir, self.say = settings, state_dir, say
+        self.done = threading.Event()
+        self.seed_url: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="demo", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        from pressroom import demo
+        from shared import keys
+        from shared.runtime import Runtime
+
+        try:
+            if not Runtime(self.settings).redis.zcard(keys.articles_by_status("published")):  # else: a site already
+                self.seed_url = demo.load(self.settings, say=self.say).seed_url
+            (self.state_dir / DEMO_MARK).write_text(f"{self.seed_url or ''}\n")
+        except Exception as exc:  # the stack runs on without it; say why and how to try again
+            self.say(f"pressroom: the demo site was not published: {exc}; `pressroom demo` tries again")
+        finally:
+            self.done.set()
 
 
 def start_stores(sup: processes.Supervisor, env: dict[str, str], state_dir: Path, local: dict[str, str],
@@ -323,7 +359,7 @@ def _listen_for_enter(show_banner: threading.Event) -> None:
     threading.Thread(target=read, name="stdin", daemon=True).start()
 
 
-def banner(settings: Settings, stores: dict[str, str], state_dir: Path) -> str:
+def banner(settings: Settings, stores: dict[str, str], state_dir: Path, demo_url: str | None = None) -> str:
     sample = SAMPLE.relative_to(Path.cwd()) if SAMPLE.is_relative_to(Path.cwd()) else SAMPLE
     redis_note = f"  ({stores['redis']})" if "redis" in stores else ""
     s3_note = f"  ({stores['s3']})" if "s3" in stores else ""
@@ -338,7 +374,7 @@ Pressroom is running.  Enter shows this again; Ctrl-C stops everything.
   Webhook secret  {settings.webhook_secrets[0]}
   API token       {settings.api_token}
 
-Publish the sample article (signed with the webhook secret, Standard Webhooks):
+{_demo_note(demo_url)}Publish the sample article (signed with the webhook secret, Standard Webhooks):
 
   PRESSROOM_WEBHOOK_SECRETS='{settings.webhook_secrets[0]}' .venv/bin/pressroom post {sample}
 
@@ -346,6 +382,15 @@ Then follow it (use the id from the answer):
 
   curl -H 'Authorization: Bearer {settings.api_token}' {settings.public_api_url}/v1/articles/ID
 {_persistence_note(stores, state_dir)}"""
+
+
+def _demo_note(url: str | None) -> str:
+    if not url:
+        return ""
+    return f"""The demo site is published: open {url}
+(the seed article, with the demo's related, editor's choice and popular articles around it).
+
+"""
 
 
 def _persistence_note(stores: dict[str, str], state_dir: Path) -> str:

@@ -137,6 +137,7 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     idempotency_ttl: int = 25 * 3600
     webhook_allow_networks: tuple = ()
+    photo_allow_networks: tuple = ()  # beside webhook_allow_networks, for photo fetches only
     photo_hosts: tuple[str, ...] = ("*",)
     photo_max_bytes: int = 20 * 1024 * 1024
     photo_max_pixels: int = 40_000_000
@@ -199,6 +200,7 @@ class Settings:
             max_body_bytes=_int(env, "PRESSROOM_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             idempotency_ttl=_int(env, "PRESSROOM_IDEMPOTENCY_TTL", cls.idempotency_ttl, minimum=86400),
             webhook_allow_networks=_networks(env, "PRESSROOM_WEBHOOK_ALLOW_NETWORKS"),
+            photo_allow_networks=_networks(env, "PRESSROOM_PHOTO_ALLOW_NETWORKS"),
             photo_hosts=_hosts(env, "PRESSROOM_PHOTO_HOSTS", cls.photo_hosts),
             photo_max_bytes=_int(env, "PRESSROOM_PHOTO_MAX_BYTES", cls.photo_max_bytes, minimum=1024),
             photo_max_pixels=_int(env, "PRESSROOM_PHOTO_MAX_PIXELS", cls.photo_max_pixels, minimum=10_000),

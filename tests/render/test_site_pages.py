@@ -91,3 +91,13 @@ def test_archive_pages_link_both_ways():
 
 def test_robots_points_at_the_sitemap_index():
     assert "Sitemap: https://news.example.test/sitemap.xml" in site_pages.robots(SITE)
+
+
+def test_listing_cards_show_the_articles_thumbnail_when_it_has_one():
+    items = cards(3)
+    items[1]["image"] = {"url": "https://news.example.test/photos/x/640w.jpg", "width": 640, "height": 360}
+    html = site_pages.listing_page(SITE, HOME, items, None, 1)
+    thumbs = lxml.html.fromstring(html).findall(".//li[@class='card']//img[@class='thumb']")
+    assert [(t.get("src"), t.get("width"), t.get("alt")) for t in thumbs] == [
+        ("https://news.example.test/photos/x/640w.jpg", "640", "")
+    ]

@@ -85,7 +85,7 @@ def fetch_photo(settings: Settings, url: str) -> bytes:
             response = netguard.fetch(
                 url,
                 headers=HEADERS,
-                allow_networks=settings.webhook_allow_networks,
+                allow_networks=settings.photo_allow_networks + settings.webhook_allow_networks,
                 connect_timeout=CONNECT_TIMEOUT,
                 total_timeout=remaining,
                 max_bytes=settings.photo_max_bytes,
