@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import redis
 
-from shared.keys import NOTIFY_DUE, PREFIX
+from shared import keys
+from shared.keys import NOTIFY_DUE
 from shared.subscriptions import sub_key as subscription_key
 
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
@@ -35,26 +36,11 @@ TERMINAL = ("delivered", "failed", "cancelled")
 DUE = NOTIFY_DUE
 
 
-def delivery_key(did: str) -> str:
-    return f"{PREFIX}:dlv:{did}"
-
-
-def event_key(aid: str, version: int, event: str) -> str:
-    return f"{PREFIX}:notify:event:{aid}:{version}:{event}"
-
-
-def log_key(sid: str) -> str:
-    return f"{PREFIX}:dlvlog:{sid}"
-
-
-def busy_key(sid: str) -> str:
-    """Held while a delivery to the subscriber is in flight: one at a time per subscriber."""
-    return f"{PREFIX}:notify:busy:{sid}"
-
-
-def waiting_key(sid: str) -> str:
-    """Deliveries that found the subscriber busy, oldest first: no polling while it is."""
-    return f"{PREFIX}:notify:waiting:{sid}"
+delivery_key = keys.delivery
+event_key = keys.delivery_event
+log_key = keys.delivery_log
+busy_key = keys.delivery_busy  # one delivery at a time per subscriber
+waiting_key = keys.delivery_waiting  # no polling while the subscriber is busy
 
 
 def delivery_id(aid: str, version: int, event: str, sid: str) -> str:

@@ -130,6 +130,71 @@ def photo_refused(href: str) -> str:
     return f"{PREFIX}:photo:refused:{hashlib.sha256(href.encode('utf-8')).hexdigest()[:32]}"
 
 
+# The site index and build (services/render: site_index, site_build, lists, upload)
+SITE = f"{PREFIX}:site"
+SITE_CARDS = f"{SITE}:cards"  # hash: article id -> its card (JSON)
+SITE_MEMBERSHIP = f"{SITE}:member:"  # + article id -> set of the list names it is in
+SITE_TOPIC_NAMES = f"{SITE}:topic-names"  # hash: list name -> display name
+SITE_DIRTY = f"{SITE}:dirty"  # hash: mark -> lowest rank changed, for the next site build
+SITE_BUILDING = f"{SITE}:building"  # the marks a build has taken; only a finished build deletes them
+SITE_BUILD_QUEUED = f"{SITE}:build-queued"
+SITE_BUILD_LOCK = f"{PREFIX}:lock:site-build"
+SITE_PAGE_COUNTS = f"{SITE}:page-counts"  # hash: listing name -> archive pages written
+SITE_ETAGS = f"{SITE}:etags"  # hash: object key -> MD5 of the bytes last uploaded
+SITE_UPLOADS = f"{SITE}:uploads"  # hash: object key -> number of uploads (for operators and benchmarks)
+RELATED_SHOWS = f"{SITE}:shows:"  # + article id -> set of ids its page lists as related
+RELATED_SHOWN_IN = f"{SITE}:shown-in:"  # + article id -> set of ids of the pages listing it as related
+RELATED_INDEX = f"{PREFIX}:rel"  # prefix of the related-articles index (services/render/related/keys.py)
+RELATED_EVAL = f"{PREFIX}:releval:"  # + run id: the throwaway index of one `pressroom related-eval` run
+
+
+def site_list(name: str) -> str:
+    """A listing's articles ("home", "section:news", "topic:defence"), scored by publication time."""
+    return f"{SITE}:list:{name}"
+
+
+# Subscriptions and deliveries (shared.subscriptions, shared.deliveries, services/notify)
+SUBSCRIPTIONS = f"{PREFIX}:subs"  # set of every subscription id
+SUBSCRIPTIONS_BY_CREATION = f"{PREFIX}:subs:created"  # zset: id -> created_at, for the newest-first list
+
+
+def subscription(sid: str) -> str:
+    return f"{PREFIX}:sub:{sid}"
+
+
+def subscription_index(event: str, topic: str) -> str:
+    """The ids of the subscriptions to `event` that follow `topic` (normalised, or '*')."""
+    return f"{PREFIX}:subidx:{event}:{topic}"
+
+
+def delivery(did: str) -> str:
+    return f"{PREFIX}:dlv:{did}"
+
+
+def delivery_event(aid: str, version: int, event: str) -> str:
+    """The stored event a fan-out's deliveries send."""
+    return f"{PREFIX}:notify:event:{aid}:{version}:{event}"
+
+
+def delivery_log(sid: str) -> str:
+    return f"{PREFIX}:dlvlog:{sid}"
+
+
+def delivery_busy(sid: str) -> str:
+    """Held while a delivery to the subscriber is in flight."""
+    return f"{PREFIX}:notify:busy:{sid}"
+
+
+def delivery_waiting(sid: str) -> str:
+    """Deliveries that found the subscriber busy, oldest first."""
+    return f"{PREFIX}:notify:waiting:{sid}"
+
+
+def confirmation_sent(sid: str) -> str:
+    """Set once the double opt-in email of an email subscription has gone out."""
+    return f"{PREFIX}:notify:confirm-sent:{sid}"
+
+
 REBUILD_ACTIVE = f"{PREFIX}:rebuild:active"  # the run id of the `pressroom rebuild` under way, if any
 
 

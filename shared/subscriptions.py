@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared.keys import PREFIX
+from shared import keys
 from shared.messages import ARTICLE_EVENTS
 from shared.settings import parse_webhook_secret
 
@@ -30,16 +30,10 @@ CHANNELS = ("webhook", "email")
 STATUSES = ("pending", "active", "paused", "disabled")
 
 
-def sub_key(sid: str) -> str:
-    return f"{PREFIX}:sub:{sid}"
-
-
-def index_key(event: str, topic: str) -> str:
-    return f"{PREFIX}:subidx:{event}:{topic}"
-
-
-ALL_SUBSCRIPTIONS = f"{PREFIX}:subs"
-SUBSCRIPTIONS_BY_CREATION = f"{PREFIX}:subs:created"  # zset: id -> created_at, for the newest-first list
+sub_key = keys.subscription
+index_key = keys.subscription_index
+ALL_SUBSCRIPTIONS = keys.SUBSCRIPTIONS
+SUBSCRIPTIONS_BY_CREATION = keys.SUBSCRIPTIONS_BY_CREATION
 
 
 def normalise_topic(topic: str) -> str:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 
 from services.notify.transports import DeliveryError, email
-from shared.keys import PREFIX
+from shared import keys
 from shared.runtime import Runtime
 from shared.subscriptions import CONFIRM_TTL, NotFound, SubscriptionStore
 
 log = logging.getLogger("pressroom.notify")
 
 
-def sent_key(sid: str) -> str:
-    return f"{PREFIX}:notify:confirm-sent:{sid}"
+sent_key = keys.confirmation_sent
 
 
 def send_confirmation(rt: Runtime, sid: str) -> str:

@@ -17,8 +17,8 @@ from shared.runtime import Runtime
 
 LIST_SIZE = 5
 EDITORS_CHOICE_SLUG = keys.slugify(EDITORS_CHOICE)
-SHOWS = f"{keys.PREFIX}:site:shows:"  # + aid -> ids its page lists as related
-SHOWN_IN = f"{keys.PREFIX}:site:shown-in:"  # + aid -> ids of pages listing it as related
+SHOWS = keys.RELATED_SHOWS
+SHOWN_IN = keys.RELATED_SHOWN_IN
 
 
 def related_cards(rt: Runtime, aid: str, k: int = LIST_SIZE) -> list[dict]:

@@ -33,9 +33,9 @@ from shared.runtime import Runtime
 
 log = logging.getLogger("pressroom.render")
 
-BUILD_QUEUED = f"{keys.PREFIX}:site:build-queued"
-BUILD_LOCK = f"{keys.PREFIX}:lock:site-build"
-PAGE_COUNTS = f"{keys.PREFIX}:site:page-counts"  # listing name -> archive pages written
+BUILD_QUEUED = keys.SITE_BUILD_QUEUED
+BUILD_LOCK = keys.SITE_BUILD_LOCK
+PAGE_COUNTS = keys.SITE_PAGE_COUNTS
 FEED_SIZE = 20
 NEWS_WINDOW = 2 * 24 * 3600
 LIST_CACHE = "public, max-age=30"

@@ -19,13 +19,12 @@ import redis
 from shared import keys
 from shared.ninjs import Article
 
-P = f"{keys.PREFIX}:site"
-PUBLISHED = f"{P}:list:home"
-CARDS = f"{P}:cards"
-MEMBERSHIP = f"{P}:member:"  # + aid -> set of list names
-TOPIC_NAMES = f"{P}:topic-names"  # list name -> display name
-DIRTY = f"{P}:dirty"  # field -> min rank changed (lists) or "0"
-BUILDING = f"{P}:building"  # the marks a build has taken; only a finished build deletes them
+PUBLISHED = keys.site_list("home")
+CARDS = keys.SITE_CARDS
+MEMBERSHIP = keys.SITE_MEMBERSHIP
+TOPIC_NAMES = keys.SITE_TOPIC_NAMES
+DIRTY = keys.SITE_DIRTY
+BUILDING = keys.SITE_BUILDING
 PAGE_SIZE = 20
 EDITORS_CHOICE = "Editor's choice"
 
@@ -58,7 +57,7 @@ class Listing:
 
     @property
     def key(self) -> str:
-        return f"{P}:list:{self.name}"
+        return keys.site_list(self.name)
 
 
 HOME = Listing("home", "Latest news", "")
@@ -169,7 +168,7 @@ class SiteIndex:
             listings = article_listings(article)
             names = {lst.name for lst in listings}
             for name in {_s(m) for m in old} - names:
-                pipe.zrem(f"{P}:list:{name}", aid)
+                pipe.zrem(keys.site_list(name), aid)
             pipe.hset(TOPIC_NAMES, mapping={listing.name: listing.title for listing in listings})
             for listing in listings:
                 pipe.zadd(listing.key, {aid: entry["published"]})
@@ -189,7 +188,7 @@ class SiteIndex:
             self._mark_feeds_and_sitemaps(None, previous)
 
     def _remove_from(self, aid: str, name: str) -> None:
-        lkey = f"{P}:list:{name}"
+        lkey = keys.site_list(name)
         rank = self.redis.zrank(lkey, aid)
         if rank is not None:
             self.redis.zrem(lkey, aid)
@@ -241,7 +240,7 @@ class SiteIndex:
 
     def listings(self, kind: str) -> list[Listing]:
         names = [_s(n) for n in self.redis.hkeys(TOPIC_NAMES) if _s(n).startswith(f"{kind}:")]
-        return [listing_for(n, self.title(n)) for n in sorted(names) if self.redis.zcard(f"{P}:list:{n}")]
+        return [listing_for(n, self.title(n)) for n in sorted(names) if self.redis.zcard(keys.site_list(n))]
 
     def published_between(self, start: float, end: float, newest_only: bool = False) -> list[dict]:
         if newest_only:

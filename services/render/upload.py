@@ -17,8 +17,8 @@ from shared.storage import md5_hex
 
 log = logging.getLogger("pressroom.render")
 
-ETAGS = f"{keys.PREFIX}:site:etags"
-UPLOADS = f"{keys.PREFIX}:site:uploads"  # key -> number of uploads (for operators and benchmarks)
+ETAGS = keys.SITE_ETAGS
+UPLOADS = keys.SITE_UPLOADS
 HTML = "text/html; charset=utf-8"
 SHORT_CACHE = "public, max-age=60, stale-while-revalidate=300"
 CONTENT_TYPES = {

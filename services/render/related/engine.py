@@ -26,6 +26,7 @@ from services.render.related import lua, minhash, rerank, scoring
 from services.render.related.document import RelatedDoc
 from services.render.related.keys import Keys
 from services.render.related.scoring import DEFAULT, Tuning
+from shared.keys import RELATED_INDEX
 
 if TYPE_CHECKING:
     import redis
@@ -56,7 +57,7 @@ class _Reply:
 
 
 class RelatedIndex:
-    def __init__(self, redis_client: redis.Redis, prefix: str = "pr:rel", tuning: Tuning = DEFAULT) -> None:
+    def __init__(self, redis_client: redis.Redis, prefix: str = RELATED_INDEX, tuning: Tuning = DEFAULT) -> None:
         if redis_client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("RelatedIndex stores binary sketches: give it a client with decode_responses=False")
         self.redis = redis_client

@@ -28,6 +28,7 @@ from services.render.related.engine import RelatedIndex
 from services.render.related.progress import Progress
 from services.render.related.scoring import DEFAULT, Tuning
 from services.render.related.tokenize import language_key
+from shared import keys
 
 K = 10
 
@@ -169,7 +170,7 @@ def run(
         stack.callback(client.close)
         for name, records in sets:
             print(f"related-eval: {len(records)} articles from {name} on {where}", file=out, flush=True)
-            index = RelatedIndex(client, prefix=f"pr:releval:{uuid.uuid4().hex[:12]}", tuning=tuning)
+            index = RelatedIndex(client, prefix=f"{keys.RELATED_EVAL}{uuid.uuid4().hex[:12]}", tuning=tuning)
             try:
                 report = evaluate(records, index, progress)
             finally:

@@ -1,0 +1,28 @@
+"""Every Redis key Pressroom writes is named in shared/keys.py, so one file shows the whole layout."""
+
+import re
+from pathlib import Path
+
+from shared import keys
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BUILT_ELSEWHERE = re.compile(r"""keys\.PREFIX|\bimport\b.*\bPREFIX\b|["']pr:""")
+
+
+def test_no_module_but_shared_keys_builds_a_key_from_the_prefix():
+    offenders = []
+    for package in ("shared", "services", "pressroom"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "shared" / "keys.py":
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if BUILT_ELSEWHERE.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_the_key_families_do_not_overlap():
+    names = [keys.site_list("home"), keys.SITE_CARDS, keys.SITE_DIRTY, keys.SITE_BUILDING, keys.SITE_ETAGS,
+             keys.RELATED_SHOWS + "a", keys.RELATED_SHOWN_IN + "a", keys.subscription("s"), keys.delivery("d"),
+             keys.delivery_log("s"), keys.delivery_busy("s"), keys.confirmation_sent("s"), keys.OUTBOX]
+    assert len(set(names)) == len(names) and all(n.startswith(f"{keys.PREFIX}:") for n in names)
