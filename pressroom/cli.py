@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -11,30 +12,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-from shared.settings import Settings, SettingsError, redact_url
+from shared.commands import fail, load_settings, require_redis
 
 POOL_NAMES = ("render", "site", "notify", "scheduler")
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"pressroom: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        fail(str(exc))
-
-
-def require_redis(settings: Settings) -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
-    except redis.RedisError as exc:
-        fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
+# Modules that define more subcommands (each an `add_commands(subparsers)`); they import shared.commands only.
+COMMAND_MODULES = ("services.render.related.cli", "services.notify.cli")
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -227,12 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--api", help="API base URL (default PRESSROOM_PUBLIC_API_URL)")
     p.set_defaults(func=cmd_post)
-    from services.render.related.cli import add_commands as add_related_commands
-
-    add_related_commands(sub)
-    from services.notify.cli import add_commands as add_notify_commands
-
-    add_notify_commands(sub)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 

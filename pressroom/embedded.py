@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from pressroom import processes
-from pressroom.cli import POOL_NAMES, fail
+from pressroom.cli import POOL_NAMES
+from shared.commands import fail
 from shared.settings import Settings, SettingsError
 from shared.storage import ensure_buckets
 

@@ -23,7 +23,7 @@ def add_commands(sub) -> None:
 
 
 def _context():
-    from pressroom.cli import load_settings, require_redis
+    from shared.commands import load_settings, require_redis
     from shared.deliveries import DeliveryStore
     from shared.runtime import Runtime
 

@@ -29,8 +29,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_related_eval(args: argparse.Namespace) -> None:
     import redis
 
-    from pressroom.cli import fail
     from services.render.related import evaluate
+    from shared.commands import fail
 
     try:
         reports = evaluate.run(
@@ -45,9 +45,9 @@ def cmd_related_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_reindex(args: argparse.Namespace) -> None:
-    from pressroom.cli import fail, load_settings, require_redis
     from services.render.related import RelatedIndex
     from services.render.related.reindex import reindex
+    from shared.commands import fail, load_settings, require_redis
     from shared.runtime import Runtime
     from shared.storage import StorageUnavailable
 

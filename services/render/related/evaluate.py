@@ -103,15 +103,15 @@ def evaluate(records: list[dict], index: RelatedIndex, progress: TextIO | None =
 @contextlib.contextmanager
 def embedded_redis() -> Iterator[str]:
     """A private redis-server on a free loopback port, stopped and deleted on exit; yields its URL."""
-    from pressroom import processes
+    from shared import servers
 
     directory = tempfile.mkdtemp(prefix="pr-related-eval-")
-    port = processes.free_port()
+    port = servers.free_port()
     proc = subprocess.Popen(
-        processes.redis_command(port, directory), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        servers.redis_command(port, directory), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        processes.wait_for_port(port, 15, proc)
+        servers.wait_for_port(port, 15, proc)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()

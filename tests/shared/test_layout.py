@@ -1,4 +1,4 @@
-"""Every Redis key Pressroom writes is named in shared/keys.py, so one file shows the whole layout."""
+"""Where things live: every Redis key in shared/keys.py; imports run one way (pressroom, services, shared)."""
 
 import re
 from pathlib import Path
@@ -26,3 +26,16 @@ def test_the_key_families_do_not_overlap():
              keys.RELATED_SHOWS + "a", keys.RELATED_SHOWN_IN + "a", keys.subscription("s"), keys.delivery("d"),
              keys.delivery_log("s"), keys.delivery_busy("s"), keys.confirmation_sent("s"), keys.OUTBOX]
     assert len(set(names)) == len(names) and all(n.startswith(f"{keys.PREFIX}:") for n in names)
+
+
+def test_services_and_shared_never_import_the_pressroom_command():
+    """`pressroom` registers the services' commands; an import back would be a cycle (shared.commands instead)."""
+    importing = re.compile(r"^\s*(from|import)\s+pressroom\b")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for package in ("shared", "services")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if importing.match(line)
+    ]
+    assert offenders == []
