@@ -292,11 +292,9 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
 
 
 def _related_lists(rt: Runtime, aids: list[str]) -> dict[str, list[dict]]:
-    """Each page's related cards from the complete index: one query per page, one HMGET for all cards."""
-    related = RelatedIndex(rt.redis)
-    with ThreadPoolExecutor(REDIS_THREADS, thread_name_prefix="rebuild-related") as pool:
-        found = pool.map(lambda aid: [i for i in related.query(aid, lists.LIST_SIZE * 2) if i != aid], aids)
-        ids = dict(zip(aids, found, strict=True))
+    """Each page's related cards from the complete index: the chunk's queries batched, one HMGET for all cards."""
+    found = RelatedIndex(rt.redis).query_many(aids, lists.LIST_SIZE * 2)
+    ids = {aid: [i for i in found[aid] if i != aid] for aid in aids}
     wanted = sorted({i for found in ids.values() for i in found})
     cards = {c["id"]: c for c in SiteIndex(rt.redis).cards(wanted)}
     return {aid: [cards[i] for i in found if i in cards][:lists.LIST_SIZE] for aid, found in ids.items()}

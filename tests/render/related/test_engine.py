@@ -204,3 +204,10 @@ def test_tuning_caps_posting_lists(rclient, prefix):
         small.index(RelatedDoc(f"d{i}", "en", "Harbour strike", f"Dockers strike at the harbour, day {'x' * i}.",
                                (), float(i)))
     assert rclient.zcard(Keys(prefix).posting("en", "harbour")) == 3
+
+
+def test_query_many_gives_every_article_the_list_query_gives_it(newsroom):
+    ids = [doc.id for _, doc in corpus_docs()] + ["never-indexed"]
+    batched = newsroom.query_many(ids, k=10, chunk=7)  # chunks that do not divide the corpus
+    assert batched == {aid: newsroom.query(aid, 10) for aid in ids}
+    assert batched["never-indexed"] == [] and all(batched[aid] for aid in ids[:-1])
