@@ -45,7 +45,7 @@ def _survive_broker_loss() -> None:
 
 def create_celery(settings: Settings, include_tasks: bool = False) -> Celery:
     _survive_broker_loss()
-    app = Celery("pressroom", include=TASK_MODULES if include_tasks else [])
+    app = Celery("pressroom", include=TASK_MODULES if include_tasks else [], task_cls="shared.tasks:PressroomTask")
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=None,

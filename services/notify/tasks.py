@@ -20,19 +20,15 @@ from redis.exceptions import RedisError
 from services.notify import batches, confirmations, deliveries, dispatch, matching
 from services.notify.transports import DeliveryError
 from shared import tasknames
-from shared.runtime import runtime_for
 
 log = logging.getLogger("pressroom.notify")
 
 TRANSIENT = (RedisError, ConnectionError, TimeoutError)
-COMMON = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
-
-
 @shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENT, autoretry_for=TRANSIENT, retry_backoff=2,
-             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120, **COMMON)
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120)
 def article_event(self, event: dict) -> int:
     """Find the subscribers of one article event and queue them in batches."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     count = matching.fan_out(
         rt, event, lambda ekey, sids: self.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
     )
@@ -41,46 +37,46 @@ def article_event(self, event: dict) -> int:
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_QUEUE_BATCH, autoretry_for=TRANSIENT, retry_backoff=2,
-             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120, **COMMON)
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120)
 def queue_batch(self, event_key: str, subscription_ids: list[str]) -> int:
     """Create the deliveries of one batch (once each), then dispatch what the queue has room for."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     created = matching.create_deliveries(rt, event_key, subscription_ids)
     dispatch.dispatch(rt, lambda dids: _send_batch(self.app, dids))
     return len(created)
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_DELIVER, autoretry_for=TRANSIENT, retry_backoff=1,
-             retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90, **COMMON)
+             retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90)
 def deliver(self, delivery_id: str) -> str:
     """One attempt at one delivery; the outcome is in the delivery record and log."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     outcome = deliveries.attempt(rt, delivery_id)
     dispatch.top_up(rt, lambda dids: _send_batch(self.app, dids))
     return outcome
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_DELIVER_BATCH, autoretry_for=TRANSIENT, retry_backoff=1,
-             retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90, **COMMON)
+             retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90)
 def deliver_batch(self, delivery_ids: list[str]) -> dict[str, int]:
     """One attempt at each due delivery of the batch, from this process's sending threads."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     outcomes = batches.deliver_batch(rt, delivery_ids)
     dispatch.top_up(rt, lambda dids: _send_batch(self.app, dids))
     return outcomes
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_CONFIRM_EMAIL, autoretry_for=(*TRANSIENT, DeliveryError),
-             retry_backoff=5, retry_backoff_max=300, retry_jitter=True, max_retries=12, time_limit=90, **COMMON)
+             retry_backoff=5, retry_backoff_max=300, retry_jitter=True, max_retries=12, time_limit=90)
 def confirm_email(self, subscription_id: str) -> str:
     """Send the double opt-in email of a pending email subscription (once)."""
-    return confirmations.send_confirmation(runtime_for(self.app.pressroom_settings), subscription_id)
+    return confirmations.send_confirmation(self.rt, subscription_id)
 
 
-@shared_task(bind=True, name=tasknames.SCHEDULER_NOTIFY_RETRIES, ignore_result=True, expires=5)
+@shared_task(bind=True, name=tasknames.SCHEDULER_NOTIFY_RETRIES, expires=5)
 def notify_retries(self) -> int:
     """Queue deliveries that are due: new ones left by fan-out, retries, lapsed leases."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     sent = dispatch.dispatch(rt, lambda dids: _send_batch(self.app, dids))
     if sent:
         log.info("queued %d due deliveries", sent)

@@ -15,7 +15,6 @@ from celery import shared_task
 from services.render.site_index import BUILDING, DIRTY, SiteIndex
 from services.render.tasks import queue_site_build
 from shared import keys, tasknames
-from shared.runtime import runtime_for
 
 log = logging.getLogger("pressroom.scheduler")
 
@@ -29,10 +28,10 @@ def _send_render(app, rt, aid: str, version: int) -> None:
     rt.articles.outbox_done(aid, version)
 
 
-@shared_task(bind=True, name=tasknames.SCHEDULER_SWEEP_OUTBOX, ignore_result=True, expires=30)
+@shared_task(bind=True, name=tasknames.SCHEDULER_SWEEP_OUTBOX, expires=30)
 def sweep_outbox(self) -> int:
     """Hand the broker accepted work whose first send failed or never happened."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     due = rt.articles.outbox_due(time.time() - OUTBOX_GRACE_SECONDS)
     for aid, version in due:
         _send_render(self.app, rt, aid, version)
@@ -41,9 +40,9 @@ def sweep_outbox(self) -> int:
     return len(due)
 
 
-@shared_task(bind=True, name=tasknames.SCHEDULER_RELEASE_EMBARGOES, ignore_result=True, expires=5)
+@shared_task(bind=True, name=tasknames.SCHEDULER_RELEASE_EMBARGOES, expires=5)
 def release_embargoes(self) -> int:
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     now = time.time()
     released = 0
     for aid in rt.articles.embargoes_due(now):
@@ -56,10 +55,10 @@ def release_embargoes(self) -> int:
     return released
 
 
-@shared_task(bind=True, name=tasknames.SCHEDULER_SITE_TICK, ignore_result=True, expires=60)
+@shared_task(bind=True, name=tasknames.SCHEDULER_SITE_TICK, expires=60)
 def site_tick(self) -> None:
     """Decay page views, refresh lists/*.json and the news sitemap, restart a lost build."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     factor = math.exp(-math.log(2) * SITE_TICK_SECONDS / POPULAR_HALF_LIFE)
     pipe = rt.redis.pipeline()
     pipe.zunionstore(keys.POPULAR, {keys.POPULAR: factor})
@@ -72,10 +71,10 @@ def site_tick(self) -> None:
         queue_site_build(self.app, rt)
 
 
-@shared_task(bind=True, name=tasknames.RENDER_COLLECTION, ignore_result=True, acks_late=True)
+@shared_task(bind=True, name=tasknames.RENDER_COLLECTION)
 def collection_changed(self, slug: str) -> None:
     """Editors reordered a collection: its list page and lists/*.json change."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     index = SiteIndex(rt.redis)
     index.mark(f"list:collection:{slug}")
     index.mark("lists")

@@ -11,20 +11,13 @@ from redis.exceptions import RedisError
 from services.render import publish, site_build
 from services.render import rebuild as rebuild_module
 from shared import keys, tasknames
-from shared.runtime import runtime_for
 from shared.storage import StorageUnavailable
 
 log = logging.getLogger("pressroom.render")
 
 # OperationalError: the broker refused a follow-up task (notify event, site build)
 TRANSIENT = (StorageUnavailable, RedisError, OperationalError, site_build.BuildBusy, ConnectionError, TimeoutError)
-RETRY = {
-    "autoretry_for": TRANSIENT,
-    "retry_backoff": 2,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 30,
-}
+RETRY = {"autoretry_for": TRANSIENT, "max_retries": 30}  # backoff: shared.tasks.PressroomTask
 BUILD_DEBOUNCE_SECONDS = 1
 BUSY_RETRY_SECONDS = 3
 BUSY_MAX_RETRIES = 400  # 20 minutes of someone else holding the article
@@ -54,14 +47,13 @@ def queue_site_build(app: Celery, rt) -> bool:
     )
 
 
-@shared_task(bind=True, name=tasknames.RENDER_ARTICLE, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, **RETRY)
+@shared_task(bind=True, name=tasknames.RENDER_ARTICLE, **RETRY)
 def render_article(self, article_id: str, version: int, force: bool = False, rebuild: str = "") -> str:
     """Publish, update or withdraw one article. Safe to run any number of times.
 
     `rebuild` names a `pressroom rebuild` run, whose progress counter this task advances.
     """
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     try:
         outcome = publish.reconcile(rt, article_id, int(version), CeleryEffects(self.app, rt), force=force)
     except publish.PermanentFailure as exc:
@@ -87,11 +79,10 @@ def render_article(self, article_id: str, version: int, force: bool = False, reb
     return outcome.action
 
 
-@shared_task(bind=True, name=tasknames.RENDER_RELATED_FANOUT, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, **RETRY)
+@shared_task(bind=True, name=tasknames.RENDER_RELATED_FANOUT, **RETRY)
 def related_fanout(self, article_id: str) -> int:
     """A publication's fan-out (`publish.refresh_related_lists`), after its page is live."""
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
     affected = publish.refresh_related_lists(rt, article_id)
     if affected:
         queue_site_build(self.app, rt)
@@ -107,7 +98,7 @@ def _send_article(app: Celery, run: str):
 
 def _chunk_task(task, phase: str, run: str, number: int, work) -> dict:
     """Run one rebuild chunk; when it cannot finish, its articles go to the per-article task."""
-    rt = runtime_for(task.app.pressroom_settings)
+    rt = task.rt
     send = _send_article(task.app, run)
     try:
         return work(rt, send)
@@ -120,16 +111,14 @@ def _chunk_task(task, phase: str, run: str, number: int, work) -> dict:
         return {"gave_up": rebuild_module.give_up_chunk(rt, run, phase, int(number), send)}
 
 
-@shared_task(bind=True, name=tasknames.RENDER_REBUILD_INDEX, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, **RETRY)
+@shared_task(bind=True, name=tasknames.RENDER_REBUILD_INDEX, **RETRY)
 def rebuild_index(self, run: str, number: int) -> dict:
     """Phase 1 of `pressroom rebuild` for one chunk of articles (services/render/rebuild.py)."""
     return _chunk_task(self, "indexed", run, number,
                        lambda rt, send: rebuild_module.index_chunk(rt, run, int(number), send))
 
 
-@shared_task(bind=True, name=tasknames.RENDER_REBUILD_PAGES, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, **RETRY)
+@shared_task(bind=True, name=tasknames.RENDER_REBUILD_PAGES, **RETRY)
 def rebuild_pages(self, run: str, number: int) -> dict:
     """Phase 2 of `pressroom rebuild` for one chunk: each page rendered once with its final lists."""
 
@@ -140,8 +129,7 @@ def rebuild_pages(self, run: str, number: int) -> dict:
     return _chunk_task(self, "rendered", run, number, work)
 
 
-@shared_task(bind=True, name=tasknames.SITE_BUILD, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, **RETRY)
+@shared_task(bind=True, name=tasknames.SITE_BUILD, **RETRY)
 def build_site(self, rebuild: str = "") -> dict:
     """Render the shared pages marked dirty since the last build (the `site` pool).
 
@@ -150,7 +138,7 @@ def build_site(self, rebuild: str = "") -> dict:
     run's name (whatever build is queued already, the run is done once one of its own
     finds nothing left), anyone else's through the coalescing `queue_site_build`.
     """
-    rt = runtime_for(self.app.pressroom_settings)
+    rt = self.rt
 
     def rerender(article_ids: list[str]) -> None:
         for aid in article_ids:
@@ -179,7 +167,7 @@ def build_site(self, rebuild: str = "") -> dict:
     return result
 
 
-@shared_task(bind=True, name=tasknames.RENDER_SITE, ignore_result=True, acks_late=True)
+@shared_task(bind=True, name=tasknames.RENDER_SITE)
 def render_site(self) -> bool:
     """The site build's old name, on the render queue: a message sent before an upgrade moves to `site`."""
-    return queue_site_build(self.app, runtime_for(self.app.pressroom_settings))
+    return queue_site_build(self.app, self.rt)

@@ -10,9 +10,9 @@ def test_delivery_semantics_are_at_least_once_and_json():
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
-    from services.render.tasks import RETRY
+    from shared.tasks import PressroomTask
 
-    assert conf.broker_transport_options["visibility_timeout"] > RETRY["retry_backoff_max"] * 2
+    assert conf.broker_transport_options["visibility_timeout"] > PressroomTask.retry_backoff_max * 2
 
 
 def test_tasks_route_to_their_pool_by_name():
@@ -26,3 +26,16 @@ def test_tasks_route_to_their_pool_by_name():
 def test_beat_runs_only_scheduler_tasks():
     app = create_celery(Settings())
     assert {tasknames.queue_for(e["task"]) for e in app.conf.beat_schedule.values()} == {"scheduler"}
+
+
+def test_every_task_is_a_pressroom_task_with_its_runtime():
+    from shared.tasks import PressroomTask
+
+    settings = Settings(task_time_limit=300)
+    app = create_celery(settings, include_tasks=True)
+    app.loader.import_default_modules()
+    ours = {name: task for name, task in app.tasks.items() if not name.startswith("celery.")}
+    assert set(ours) >= {tasknames.RENDER_ARTICLE, tasknames.SITE_BUILD, tasknames.NOTIFY_DELIVER_BATCH,
+                         tasknames.SCHEDULER_SWEEP_OUTBOX, tasknames.RENDER_RELATED_FANOUT}
+    assert all(isinstance(task, PressroomTask) and task.acks_late and task.ignore_result for task in ours.values())
+    assert ours[tasknames.RENDER_ARTICLE].rt.settings is settings
