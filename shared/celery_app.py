@@ -15,7 +15,7 @@ from kombu import Queue
 from shared import tasknames
 from shared.settings import Settings
 
-TASK_MODULES = ["services.render.tasks", "services.render.schedule", "services.notify.tasks"]
+TASK_MODULES = ["services.render.tasks", "services.notify.tasks", "services.scheduler.tasks"]
 
 
 def _survive_broker_loss() -> None:

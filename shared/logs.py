@@ -24,6 +24,8 @@ PERIODIC_TASKS = frozenset(
         tasknames.SCHEDULER_RELEASE_EMBARGOES,
         tasknames.SCHEDULER_SITE_TICK,
         tasknames.SCHEDULER_NOTIFY_RETRIES,
+        tasknames.SITE_REFRESH,  # what two of them send to the pools, as often
+        tasknames.NOTIFY_DISPATCH,
     }
 )
 CELERY_ROUTINE_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy", "celery.worker.request")

@@ -12,13 +12,15 @@ RENDER_RELATED_FANOUT = "render.related_fanout"  # args: [article id]; re-render
 RENDER_REBUILD_INDEX = "render.rebuild_index"  # args: rebuild run, chunk number (pressroom rebuild, phase 1)
 RENDER_REBUILD_PAGES = "render.rebuild_pages"  # args: rebuild run, chunk number (phase 2)
 SITE_BUILD = "site.build"  # the coalesced build of shared pages (home, lists, feeds, sitemaps)
-SCHEDULER_SITE_TICK = "scheduler.site_tick"  # popular.json, news sitemap ageing, stuck builds
+SCHEDULER_SITE_TICK = "scheduler.site_tick"  # decays page views, then sends SITE_REFRESH
+SITE_REFRESH = "site.refresh"  # lists/*.json, the news sitemap's ageing, a lost build restarted
 NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
 NOTIFY_QUEUE_BATCH = "notify.queue_batch"  # args: event key, list of subscription ids
 NOTIFY_DELIVER = "notify.deliver"  # args: delivery id
 NOTIFY_DELIVER_BATCH = "notify.deliver_batch"  # args: list of delivery ids (what the dispatcher sends)
 NOTIFY_CONFIRM_EMAIL = "notify.confirm_email"  # args: subscription id
-SCHEDULER_NOTIFY_RETRIES = "scheduler.notify_retries"
+SCHEDULER_NOTIFY_RETRIES = "scheduler.notify_retries"  # sends NOTIFY_DISPATCH
+NOTIFY_DISPATCH = "notify.dispatch"  # queue the due deliveries in batches
 SCHEDULER_SWEEP_OUTBOX = "scheduler.sweep_outbox"
 SCHEDULER_RELEASE_EMBARGOES = "scheduler.release_embargoes"
 

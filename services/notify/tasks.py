@@ -73,9 +73,9 @@ def confirm_email(self, subscription_id: str) -> str:
     return confirmations.send_confirmation(self.rt, subscription_id)
 
 
-@shared_task(bind=True, name=tasknames.SCHEDULER_NOTIFY_RETRIES, expires=5)
-def notify_retries(self) -> int:
-    """Queue deliveries that are due: new ones left by fan-out, retries, lapsed leases."""
+@shared_task(bind=True, name=tasknames.NOTIFY_DISPATCH, expires=5)
+def dispatch_due(self) -> int:
+    """Queue deliveries that are due: new ones left by fan-out, retries, lapsed leases (every second)."""
     rt = self.rt
     sent = dispatch.dispatch(rt, lambda dids: _send_batch(self.app, dids))
     if sent:

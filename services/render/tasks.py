@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from services.render import publish, site_build
 from services.render import rebuild as rebuild_module
+from services.render.site_index import SiteIndex
 from shared import keys, tasknames
 from shared.storage import StorageUnavailable
 
@@ -165,6 +166,28 @@ def build_site(self, rebuild: str = "") -> dict:
             pipe.hset(run_meta, "site_done", 1)
         pipe.execute()
     return result
+
+
+@shared_task(bind=True, name=tasknames.SITE_REFRESH, expires=60)
+def refresh_site(self) -> None:
+    """The scheduler's site tick (every 30 s): lists/*.json (Popular decays), the news sitemap
+    (it holds two days), the sitemap index; and a build if marks wait but none is queued."""
+    rt = self.rt
+    index = SiteIndex(rt.redis)
+    for field in ("lists", "sitemap-news", "sitemap-index"):
+        index.mark(field)
+    if rt.redis.exists(keys.SITE_DIRTY, keys.SITE_BUILDING):
+        queue_site_build(self.app, rt)
+
+
+@shared_task(bind=True, name=tasknames.RENDER_COLLECTION)
+def collection_changed(self, slug: str) -> None:
+    """Editors reordered a collection: its list page and lists/*.json change."""
+    rt = self.rt
+    index = SiteIndex(rt.redis)
+    index.mark(f"list:collection:{slug}")
+    index.mark("lists")
+    queue_site_build(self.app, rt)
 
 
 @shared_task(bind=True, name=tasknames.RENDER_SITE)

@@ -39,3 +39,17 @@ def test_services_and_shared_never_import_the_pressroom_command():
         if importing.match(line)
     ]
     assert offenders == []
+
+
+def test_services_never_import_each_other():
+    """Services meet only in shared/ (task names, keys, messages): each can be deployed and scaled alone."""
+    importing = re.compile(r"^\s*(?:from|import)\s+services\.(\w+)")
+    offenders = []
+    for service in sorted(p for p in (ROOT / "services").iterdir() if p.is_dir() and (p / "__init__.py").exists()):
+        for path in sorted(service.rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                found = importing.match(line)
+                if found and found.group(1) != service.name:
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+    assert (ROOT / "services" / "scheduler" / "tasks.py").exists()

@@ -1,7 +1,10 @@
-"""Periodic tasks run by `pressroom scheduler`: re-send the outbox, lift embargoes, keep the site fresh.
+"""The scheduler's periodic tasks (`pressroom scheduler`: Celery beat and the `scheduler` pool).
 
-All are safe to run concurrently or twice: re-sending an (id, version) only makes the
-render task reconcile again, and a site build renders from the index as it is.
+The scheduler decides when, the pools do the work: it re-sends the outbox and lifts
+embargoes itself (both are a few Redis reads and a render task per article, through
+`shared/` contracts only), and for the site and notifications it sends their pool's task
+(`site.refresh`, `notify.dispatch`). All are safe to run concurrently or twice:
+re-sending an (id, version) only makes the render task reconcile again.
 """
 
 from __future__ import annotations
@@ -12,15 +15,13 @@ import time
 
 from celery import shared_task
 
-from services.render.site_index import BUILDING, DIRTY, SiteIndex
-from services.render.tasks import queue_site_build
 from shared import keys, tasknames
 
 log = logging.getLogger("pressroom.scheduler")
 
 OUTBOX_GRACE_SECONDS = 15
 POPULAR_HALF_LIFE = 6 * 3600
-SITE_TICK_SECONDS = 30
+SITE_TICK_SECONDS = 30  # how often beat sends site_tick (shared.celery_app's beat_schedule)
 
 
 def _send_render(app, rt, aid: str, version: int) -> None:
@@ -57,25 +58,16 @@ def release_embargoes(self) -> int:
 
 @shared_task(bind=True, name=tasknames.SCHEDULER_SITE_TICK, expires=60)
 def site_tick(self) -> None:
-    """Decay page views, refresh lists/*.json and the news sitemap, restart a lost build."""
-    rt = self.rt
+    """Decay page views (Popular halves every six hours), then have the site pool refresh what ages."""
     factor = math.exp(-math.log(2) * SITE_TICK_SECONDS / POPULAR_HALF_LIFE)
-    pipe = rt.redis.pipeline()
+    pipe = self.rt.redis.pipeline()
     pipe.zunionstore(keys.POPULAR, {keys.POPULAR: factor})
     pipe.zremrangebyscore(keys.POPULAR, "-inf", 0.05)
     pipe.execute()
-    index = SiteIndex(rt.redis)
-    for field in ("lists", "sitemap-news", "sitemap-index"):
-        index.mark(field)
-    if rt.redis.exists(DIRTY, BUILDING):
-        queue_site_build(self.app, rt)
+    self.app.send_task(tasknames.SITE_REFRESH, expires=60)
 
 
-@shared_task(bind=True, name=tasknames.RENDER_COLLECTION)
-def collection_changed(self, slug: str) -> None:
-    """Editors reordered a collection: its list page and lists/*.json change."""
-    rt = self.rt
-    index = SiteIndex(rt.redis)
-    index.mark(f"list:collection:{slug}")
-    index.mark("lists")
-    queue_site_build(self.app, rt)
+@shared_task(bind=True, name=tasknames.SCHEDULER_NOTIFY_RETRIES, expires=5)
+def notify_retries(self) -> None:
+    """Have the notify pool queue the deliveries that are due (new, retries, lapsed leases)."""
+    self.app.send_task(tasknames.NOTIFY_DISPATCH, expires=5)

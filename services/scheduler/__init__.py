@@ -1,0 +1,1 @@
+"""The scheduler: periodic work that decides when the pools work (`tasks.py`)."""
