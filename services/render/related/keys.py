@@ -29,10 +29,6 @@ class Keys:
     def ids(self) -> str:
         return f"{self.prefix}:ids"
 
-    @property
-    def seq(self) -> str:
-        return f"{self.prefix}:seq"
-
     def doc(self, number: int | str) -> str:
         return f"{self.prefix}:d:{number}"
 

@@ -47,11 +47,6 @@ def similarity(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozens
     return sum(1 for h in union if h in sa and h in sb) / len(union)
 
 
-def is_near_duplicate(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozenset[int],
-                      threshold: float = THRESHOLD) -> bool:
-    return similarity(a, b) >= threshold
-
-
 def pack(values: tuple[int, ...]) -> bytes:
     return struct.pack(f">{len(values)}I", *values)
 
