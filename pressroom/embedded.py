@@ -31,6 +31,7 @@ from shared.settings import Settings, SettingsError
 from shared.storage import ensure_buckets
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "samples" / "seed-article.ninjs.json"
+OTHER_SAMPLE = SAMPLE.with_name("editors-choice-article.ninjs.json")  # what to post once the demo has the seed
 DATA_DIRS = ("redis", "s3")  # what --fresh forgets; secrets, logs and the demo mark stay
 DEMO_MARK = "demo-published"  # in the state dir: the first run of a state dir publishes the demo site, once
 LOOPBACK = "127.0.0.1/32,::1/128"
@@ -361,7 +362,8 @@ def _listen_for_enter(show_banner: threading.Event) -> None:
 
 
 def banner(settings: Settings, stores: dict[str, str], state_dir: Path, demo_url: str | None = None) -> str:
-    sample = SAMPLE.relative_to(Path.cwd()) if SAMPLE.is_relative_to(Path.cwd()) else SAMPLE
+    path = OTHER_SAMPLE if demo_url else SAMPLE  # posting the seed again would only be answered "stale"
+    sample = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
     redis_note = f"  ({stores['redis']})" if "redis" in stores else ""
     s3_note = f"  ({stores['s3']})" if "s3" in stores else ""
     return f"""

@@ -48,6 +48,7 @@ def test_a_first_run_publishes_the_demo_site_once_with_the_seed_page_complete(tm
     try:
         banner = first.wait_for_banner()
         url = re.search(r"The demo site is published: open (\S+)", banner).group(1)
+        assert "pressroom post tests/samples/editors-choice-article.ninjs.json" in banner  # the seed is up already
         page = requests.get(url, timeout=10)
         assert page.status_code == 200
         tree = lxml.html.fromstring(page.text)
