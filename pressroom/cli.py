@@ -141,7 +141,9 @@ def cmd_rebuild(args: argparse.Namespace) -> None:
     if not summary["complete"]:
         fail(f"timed out with {parts or 'nothing done'} of {summary['total']} articles (are the render and site "
              "workers running?); run `pressroom rebuild` again to continue this rebuild", 1)
-    print(f"rebuilt {summary['total']} articles in {summary['seconds']}s ({parts or 'nothing to do'}); "
+    phases = ", ".join(f"{name.removesuffix('_s')} {summary[name]}s" for name in ("indexing_s", "rendering_s")
+                       if name in summary)
+    print(f"rebuilt {summary['total']} articles in {summary['seconds']}s ({parts or 'nothing to do'}; {phases}); "
           "every list, feed and sitemap built")
 
 

@@ -140,8 +140,11 @@ def rebuild(settings: Settings, force: bool = False, timeout: float = 3600, out=
             if number not in indexed:
                 app.send_task(tasknames.RENDER_REBUILD_INDEX, args=[run, number])
         rt.redis.hset(batch.part(run, "meta"), "index_sent", 1)
+    phase_began = time.monotonic()
     complete = wait("indexing", lambda: int(rt.redis.hget(batch.part(run, "meta"), "indexed_articles") or 0),
                     lambda: rt.redis.scard(batch.part(run, "indexed")) >= chunks)
+    phases = {"indexing_s": round(time.monotonic() - phase_began, 1)}
+    phase_began = time.monotonic()
     if complete and info.get("pages_sent") != "1":
         mark_everything(rt)
         app.send_task(tasknames.SITE_BUILD, kwargs={"rebuild": run})
@@ -154,6 +157,8 @@ def rebuild(settings: Settings, force: bool = False, timeout: float = 3600, out=
         complete = wait("rendering", lambda: rt.redis.scard(batch.part(run, "done")),
                         lambda: rt.redis.scard(batch.part(run, "done")) >= total
                         and rt.redis.hget(batch.part(run, "meta"), "site_done") == b"1")
+    if complete:
+        phases["rendering_s"] = round(time.monotonic() - phase_began, 1)
     counts = {k.decode(): int(v) for k, v in rt.redis.hgetall(keys.rebuild_progress(run)).items()}
     final = meta(rt, run)
     counts["total"] = total
@@ -162,6 +167,7 @@ def rebuild(settings: Settings, force: bool = False, timeout: float = 3600, out=
     counts["complete"] = complete
     counts["render_cpu_s"] = round(float(final.get("render_cpu_s", 0)), 2)
     counts["site_cpu_s"] = round(float(final.get("site_cpu_s", 0)), 2)
+    counts.update(phases)  # wall seconds this command waited on each phase
     if complete:
         finish_run(rt, run)
     return counts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,6 +143,7 @@ def test_a_killed_rebuild_continues_and_publishes_every_page_once_with_its_final
     assert f"continuing rebuild {run}" in err
     assert "rendering" in err and "ETA" in err  # the progress bar
     assert out.startswith(f"rebuilt {ARTICLES} articles") and f"published {ARTICLES}" in out
+    assert re.search(r"; indexing [\d.]+s, rendering [\d.]+s\)", out)  # how long this command waited on each
     assert finished_at_kill < ARTICLES  # the kill landed while the run still had pages to write
     assert worker.poll() is None  # the worker replaced its pool
     assert rt.redis.get(keys.REBUILD_ACTIVE) is None  # the run is over: the next rebuild starts afresh
