@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from shared.commands import fail, load_settings, require_redis
+from shared.commands import article_post_headers, fail, load_settings, require_redis
 
 POOL_NAMES = ("render", "site", "notify", "scheduler")
 # Modules that define more subcommands (each an `add_commands(subparsers)`); they import shared.commands only.
@@ -92,17 +92,11 @@ def cmd_site(args: argparse.Namespace) -> None:
 
 def cmd_post(args: argparse.Namespace) -> None:
     """Post a NINJS file, signed with the first webhook secret (or the API token)."""
-    from shared.signatures import signed_headers
-
     settings = load_settings()
     with open(args.file, "rb") as fh:
         body = fh.read()
-    headers = {"Content-Type": "application/json"}
-    if settings.webhook_keys:
-        headers.update(signed_headers(settings.webhook_keys[0], f"msg_{uuid.uuid4().hex}", body))
-    elif settings.api_token:
-        headers["Authorization"] = f"Bearer {settings.api_token}"
-    else:
+    headers = article_post_headers(settings, body)
+    if headers is None:
         fail("set PRESSROOM_WEBHOOK_SECRETS or PRESSROOM_API_TOKEN to sign the request")
     url = (args.api or settings.public_api_url) + "/v1/articles"
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310

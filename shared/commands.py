@@ -2,11 +2,19 @@
 
 `pressroom/cli.py` registers the commands that services define (`COMMAND_MODULES` there);
 those modules import this, never `pressroom.cli`, so the imports run one way.
+
+A running `pressroom run` leaves the addresses of its embedded stores (and their keys) in
+`<state dir>/running-stack.json` while it runs, so `pressroom status`, `demo`, `rebuild`
+and the rest work against it without copying URLs out of the banner; anything set in the
+environment wins.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from shared.settings import Settings, SettingsError, redact_url
@@ -17,11 +25,46 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+RUNNING_STACK = "running-stack.json"  # in the state dir, written by `pressroom run` (pressroom.embedded)
+
+
+def running_stack_env(env: dict[str, str]) -> dict[str, str]:
+    """The variables a running `pressroom run` of this state dir offers that `env` does not set.
+
+    An S3 endpoint comes with the stack's own credentials: they belong to its server.
+    """
+    path = Path(env.get("PRESSROOM_STATE_DIR", ".pressroom")) / RUNNING_STACK
+    try:
+        stack = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {k: v for k, v in stack.items() if k.startswith("PRESSROOM_") and k not in env}
+    if "PRESSROOM_S3_ENDPOINT_URL" in out:
+        out.update({k: v for k, v in stack.items() if k.startswith("AWS_")})
+    return out
+
+
 def load_settings() -> Settings:
+    os.environ.update(running_stack_env(dict(os.environ)))  # boto3 reads its credentials from the environment
     try:
         return Settings.from_env()
     except SettingsError as exc:
         fail(str(exc))
+
+
+def article_post_headers(settings: Settings, body: bytes) -> dict[str, str] | None:
+    """Headers that make the API accept `body` as a newsroom's push: signed with the first
+    webhook secret (Standard Webhooks), else the API token; None when neither is set."""
+    import uuid
+
+    from shared.signatures import signed_headers
+
+    headers = {"Content-Type": "application/json"}
+    if settings.webhook_keys:
+        return headers | signed_headers(settings.webhook_keys[0], f"msg_{uuid.uuid4().hex}", body)
+    if settings.api_token:
+        return headers | {"Authorization": f"Bearer {settings.api_token}"}
+    return None
 
 
 def require_redis(settings: Settings) -> None:

@@ -24,6 +24,8 @@ from shared import tasknames
 log = logging.getLogger("pressroom.notify")
 
 TRANSIENT = (RedisError, ConnectionError, TimeoutError)
+
+
 @shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENT, autoretry_for=TRANSIENT, retry_backoff=2,
              retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120)
 def article_event(self, event: dict) -> int:
