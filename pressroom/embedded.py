@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pressroom import processes
 from pressroom.cli import POOL_NAMES
-from shared.commands import fail
+from shared.commands import RUNNING_STACK, fail
 from shared.settings import Settings, SettingsError
 from shared.storage import ensure_buckets
 
@@ -174,6 +174,7 @@ def run_stack(verbose: bool = False, fresh: bool = False, demo: bool = True) -> 
     readiness = None
     try:
         stores = start_stores(sup, env, state_dir, local, fresh)
+        _write_running_stack(state_dir, env)
         os.environ.update(env)
         settings = Settings.from_env(env)
         try:
@@ -226,7 +227,21 @@ def run_stack(verbose: bool = False, fresh: bool = False, demo: bool = True) -> 
         if readiness is not None:
             readiness.stopped.set()
         sup.stop()
+        (state_dir / RUNNING_STACK).unlink(missing_ok=True)
         lock.close()
+
+
+STACK_VARIABLES = ("PRESSROOM_REDIS_URL", "PRESSROOM_S3_ENDPOINT_URL", "PRESSROOM_PORT", "PRESSROOM_SITE_PORT",
+                   "PRESSROOM_WEBHOOK_SECRETS", "PRESSROOM_API_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                   "AWS_DEFAULT_REGION")
+
+
+def _write_running_stack(state_dir: Path, env: dict[str, str]) -> None:
+    """What other `pressroom` commands need to reach this stack (shared.commands.running_stack_env); 0600: keys."""
+    path = state_dir / RUNNING_STACK
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps({k: env[k] for k in STACK_VARIABLES if k in env}))
 
 
 class DemoSite:

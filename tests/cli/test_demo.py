@@ -10,8 +10,9 @@ from PIL import Image
 
 from pressroom import demo
 from pressroom.embedded import DEMO_MARK
+from shared.commands import RUNNING_STACK
 from shared.ninjs import load_article
-from tests.cli.test_commands import Run, screenshot
+from tests.cli.test_commands import Run, run_cli, screenshot
 from tests.conftest import ROOT
 
 SUN = (255, 236, 180)  # every demo photo has its sun drawn in this colour, which the page itself never uses
@@ -81,5 +82,14 @@ def test_a_first_run_publishes_the_demo_site_once_with_the_seed_page_complete(tm
         assert "publishing the demo site" not in second.output() and "demo site is published" not in banner
         path = url.split("/", 3)[3]
         assert requests.get(f"http://127.0.0.1:{second.site_port}/{path}", timeout=10).status_code == 200
+        assert (state / RUNNING_STACK).stat().st_mode & 0o777 == 0o600  # it holds the stack's keys
+        # other commands find the running stack through the state dir alone, as a user's would
+        again = run_cli(["demo"], {"PRESSROOM_STATE_DIR": str(state)}, timeout=240)
+        assert again.returncode == 0, again.stderr
+        assert f"demo site published: {len(files)} articles; the seed article is at {url}" in again.stdout
+        status = run_cli(["status"], {"PRESSROOM_STATE_DIR": str(state)})
+        assert status.returncode == 0, status.stderr
+        assert "published" in status.stdout
     finally:
         assert second.stop() == 0
+    assert not (state / RUNNING_STACK).exists()
