@@ -143,7 +143,7 @@ def publish(rt: Runtime, aid: str, version: int, state: dict, effects: Effects) 
     uploader = Uploader(rt)
     uploader.put(key, article_page(article, path, site, photo))
     uploader.flush()  # a correction must reach readers behind a CDN too
-    if related_changed:
+    if related_changed or state.get("published_version") != str(version):  # a run that died after the upsert
         effects.refresh_related(aid)
     effects.build_site()
     event = publication_event(state, version, article, url)

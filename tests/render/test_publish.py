@@ -187,3 +187,15 @@ def test_a_publication_asks_once_for_its_fan_out_which_marks_the_neighbours_that
     rt.articles.request_withdraw(second.id)
     publish.reconcile(rt, second.id, 1, effects)
     assert publish.refresh_related_lists(rt, second.id) == []  # withdrawn: out of the index, nothing to do
+
+
+def test_a_publication_whose_first_run_died_after_indexing_still_asks_for_its_fan_out(rt):
+    from services.render.related import RelatedIndex, related_doc_from_article
+
+    article = accept(rt, unique_article())
+    RelatedIndex(rt.redis).upsert(related_doc_from_article(article))  # the dead run got this far
+    effects = Recorder()
+    assert publish.reconcile(rt, article.id, 1, effects).action == "published"
+    assert effects.refreshed == [article.id]
+    publish.reconcile(rt, article.id, 1, effects, force=True)  # a refresh of the finished one asks nothing
+    assert effects.refreshed == [article.id]
