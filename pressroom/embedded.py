@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from pressroom import processes
@@ -173,7 +174,7 @@ def run_stack(verbose: bool = False, fresh: bool = False, demo: bool = True) -> 
     signal.signal(signal.SIGUSR1, lambda signum, frame: show_banner.set())
     readiness = None
     try:
-        stores = start_stores(sup, env, state_dir, local, fresh)
+        stores = start_stores(sup, env, state_dir, local, fresh, avoid={settings.port, settings.site_port})
         _write_running_stack(state_dir, env)
         os.environ.update(env)
         settings = Settings.from_env(env)
@@ -274,11 +275,14 @@ class DemoSite:
 
 
 def start_stores(sup: processes.Supervisor, env: dict[str, str], state_dir: Path, local: dict[str, str],
-                 fresh: bool) -> dict[str, str]:
-    """Start embedded Redis and S3 unless configured; returns how the banner describes each store."""
+                 fresh: bool, avoid: Collection[int] = ()) -> dict[str, str]:
+    """Start embedded Redis and S3 unless configured; returns how the banner describes each store.
+
+    Their ports are picked free, but never one in `avoid`: the API's and the site server's, bound later.
+    """
     stores = {}
     if "PRESSROOM_REDIS_URL" not in os.environ:
-        port = processes.free_port()
+        port = processes.free_port(avoid=avoid)
         directory = state_dir / "redis"
         directory.mkdir(parents=True, exist_ok=True)
         proc = sup.start("redis", processes.redis_command(port, str(directory), persist=True), raw=True,
@@ -290,7 +294,7 @@ def start_stores(sup: processes.Supervisor, env: dict[str, str], state_dir: Path
     elif fresh:
         sup.say("pressroom: --fresh leaves the data of PRESSROOM_REDIS_URL alone")
     if "PRESSROOM_S3_ENDPOINT_URL" not in os.environ:
-        port = processes.free_port()
+        port = processes.free_port(avoid=avoid)
         binary = processes.seaweed_binary()
         env["AWS_DEFAULT_REGION"] = env.get("AWS_DEFAULT_REGION", "us-east-1")
         env["AWS_ACCESS_KEY_ID"] = S3_ACCESS_KEY
@@ -298,7 +302,8 @@ def start_stores(sup: processes.Supervisor, env: dict[str, str], state_dir: Path
             directory = state_dir / "s3"
             directory.mkdir(parents=True, exist_ok=True)
             env["AWS_SECRET_ACCESS_KEY"] = local["S3_SECRET_ACCESS_KEY"]
-            proc = sup.start("s3", processes.seaweed_command(binary, str(directory), port), raw=True, service=True)
+            command = processes.seaweed_command(binary, str(directory), port, avoid)
+            proc = sup.start("s3", command, raw=True, service=True)
             stores["s3"] = f"SeaweedFS, data in {_shown(directory)}"
         else:
             env["AWS_SECRET_ACCESS_KEY"] = S3_ACCESS_KEY

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 # also the helpers tests, benchmarks and the embedded stack know from here
-from shared.servers import free_port, port_in_use, redis_command, redis_server_binary, wait_for_port  # noqa: F401
+from shared.servers import free_port, free_ports, port_in_use, redis_command, redis_server_binary, wait_for_port  # noqa: F401
 
 PR_SET_PDEATHSIG = 1
 
@@ -55,26 +55,28 @@ SEAWEED_PORTS = (
 GRPC_OFFSET = 10000  # SeaweedFS's maintenance worker dials the admin server's port + 10000, whatever is set
 
 
-def free_port_pair(offset: int = GRPC_OFFSET) -> int:
-    """A free port whose `port + offset` is free too."""
+def free_port_pair(offset: int = GRPC_OFFSET, avoid: Collection[int] = ()) -> int:
+    """A free port whose `port + offset` is free too (neither in `avoid`)."""
     while True:
-        port = free_port()
-        if port + offset < 65536 and not port_in_use(port + offset):
+        port = free_port(avoid=avoid)
+        if port + offset < 65536 and port + offset not in avoid and not port_in_use(port + offset):
             return port
 
 
-def seaweed_command(binary: str, directory: str, s3_port: int) -> list[str]:
+def seaweed_command(binary: str, directory: str, s3_port: int, avoid: Collection[int] = ()) -> list[str]:
     """`weed mini`: master, volume, filer and S3 gateway in one process, data under `directory`.
 
-    Every port is a free loopback port (the S3 one is given), the extra gateways (WebDAV,
+    Every port is a free loopback port (the S3 one is given; none in `avoid`), the extra gateways (WebDAV,
     Iceberg, Lance, the admin UI) and telemetry are off. The S3 gateway accepts only the
     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in its environment.
     """
     master_dir = Path(directory, "master")
     master_dir.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in SEAWEED_PORTS}
+    avoid = {*avoid, s3_port}
+    others = [name for name in SEAWEED_PORTS if name != "s3.port"]
+    ports = dict(zip(others, free_ports(len(others), avoid=avoid), strict=True))
     ports["s3.port"] = s3_port
-    ports["admin.port"] = free_port_pair()
+    ports["admin.port"] = free_port_pair(avoid={*avoid, *ports.values()})
     ports["admin.port.grpc"] = ports["admin.port"] + GRPC_OFFSET
     for stale in master_dir.glob("m[0-9]*"):
         # the master keeps its raft state in m<port>; ports change every run and the master

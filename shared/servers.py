@@ -10,12 +10,32 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_ports(count: int, host: str = "127.0.0.1", avoid: Collection[int] = ()) -> list[int]:
+    """Distinct free ports, none in `avoid`: ports another part of the stack will bind later.
+
+    Each socket stays bound until all are chosen, so the kernel cannot hand one port out twice.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    return free_ports(1, host, avoid)[0]
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

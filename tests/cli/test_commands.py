@@ -171,7 +171,7 @@ class Run:
 
     def __init__(self, state_dir: Path, *args: str, demo: bool = False) -> None:
         args = args if demo else (*args, "--no-demo")
-        self.port, self.site_port = processes.free_port(), processes.free_port()
+        self.port, self.site_port = processes.free_ports(2)
         self.env = {"PRESSROOM_PORT": str(self.port), "PRESSROOM_SITE_PORT": str(self.site_port),
                     "PRESSROOM_STATE_DIR": str(state_dir)}
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PRESSROOM_", "AWS_"))}
