@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pressroom import processes
 from pressroom.cli import POOL_NAMES
-from shared.commands import RUNNING_STACK, fail
+from shared.commands import RUN_LOCK, RUNNING_STACK, fail
 from shared.settings import Settings, SettingsError
 from shared.storage import ensure_buckets
 
@@ -65,9 +65,12 @@ def _local_secrets(state_dir: Path) -> dict[str, str]:
 
 
 def _lock_state_dir(state_dir: Path):
-    """Hold `run.lock` for the life of this run: two runs on one state dir would share Redis's and S3's files."""
+    """Hold `run.lock` for the life of this run: two runs on one state dir would share Redis's and S3's files.
+
+    Other commands take it as the sign that the stack's running-stack.json is current (shared.commands).
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(state_dir / "run.lock", "a+")  # noqa: SIM115 - held until the process exits
+    handle = open(state_dir / RUN_LOCK, "a+")  # noqa: SIM115 - held until the process exits
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

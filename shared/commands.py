@@ -26,14 +26,35 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 RUNNING_STACK = "running-stack.json"  # in the state dir, written by `pressroom run` (pressroom.embedded)
+RUN_LOCK = "run.lock"  # in the state dir, flocked by `pressroom run` for as long as it runs
+
+
+def stack_running(state_dir: Path) -> bool:
+    """Whether a `pressroom run` holds this state dir now: a killed one leaves its files, never its lock."""
+    import fcntl
+
+    try:
+        handle = open(state_dir / RUN_LOCK, "rb")  # noqa: SIM115 - closed below, which drops a lock taken here
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def running_stack_env(env: dict[str, str]) -> dict[str, str]:
     """The variables a running `pressroom run` of this state dir offers that `env` does not set.
 
-    An S3 endpoint comes with the stack's own credentials: they belong to its server.
+    An S3 endpoint comes with the stack's own credentials: they belong to its server. The
+    file of a stack that was killed (SIGKILL, power loss) names servers that are gone: ignored.
     """
-    path = Path(env.get("PRESSROOM_STATE_DIR", ".pressroom")) / RUNNING_STACK
+    state_dir = Path(env.get("PRESSROOM_STATE_DIR", ".pressroom"))
+    path = state_dir / RUNNING_STACK
+    if not stack_running(state_dir):
+        return {}
     try:
         stack = json.loads(path.read_text())
     except (OSError, ValueError):
