@@ -522,6 +522,12 @@ def main(argv: list[str] | None = None) -> int:
         seed_s, aids = seed(settings, stories)
         report["seed_s"] = seed_s
         say(f"seeded {len(aids)} articles in {seed_s:.1f} s ({len(aids) / seed_s:.0f}/s, {SEED_THREADS} threads)")
+        # moto's speed drifts within a run: its GET floor is measured before the rebuild too
+        floor_env = {**env, "FLOOR_BUCKET": f"floor-{run}"}
+        processes = args.workers + 1  # the render pool's processes and the site pool's one
+        gets = [redis.hget(keys.article_state(aid), "doc_key").decode() for aid in aids]
+        report["floor_get_before_s"] = moto_floor(floor_env, "get", gets, processes, args.s3_concurrency)
+        say(f"floor before the rebuild: {len(gets)} GetObject in {report['floor_get_before_s']:.1f} s")
         celery = create_celery(settings)
         if not args.warm:
             report["purged"] = celery.control.purge()  # the rebuild alone publishes them, once each
@@ -570,10 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             sizes.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
         written = [k.decode() for k, v in redis.hgetall(UPLOADS).items() if int(v) > counts_before.get(k.decode(), 0)]
         puts = [(f"floor/{k}", sizes[k]) for k in written if k in sizes]
-        gets = [redis.hget(keys.article_state(aid), "doc_key").decode() for aid in aids]
-        floor_env = {**env, "FLOOR_BUCKET": f"floor-{run}"}
         s3.create_bucket(Bucket=floor_env["FLOOR_BUCKET"])
-        processes = args.workers + 1  # the render pool's processes and the site pool's one
         floor_get = moto_floor(floor_env, "get", gets, processes, args.s3_concurrency)
         floor_put = moto_floor(floor_env, "put", puts, processes, args.s3_concurrency)
         report.update(floor_gets=len(gets), floor_puts=len(puts), floor_get_s=floor_get, floor_put_s=floor_put,
@@ -644,6 +647,10 @@ def print_report(r: dict) -> None:
         print(f"{label:<62} {seconds:>8.2f} {n / seconds:>11.1f}")
     print(f"{'ratio rebuild end to end / moto floor (time)':<62} {r['rebuild_s'] / floor:>8.2f}")
     print(f"{'ratio rebuild end to end / Hugo to disk (time)':<62} {r['rebuild_s'] / hugo:>8.2f}")
+    before = r["floor_get_before_s"]
+    print(f"  moto's drift: the same GETs took {before:.1f} s before the rebuild, {r['floor_get_s']:.1f} s after; "
+          f"ratio against the slower floor {r['rebuild_s'] / (max(before, r['floor_get_s']) + r['floor_put_s']):.2f}, "
+          f"the faster {r['rebuild_s'] / (min(before, r['floor_get_s']) + r['floor_put_s']):.2f}")
     print(f"  floor: GetObject {r['floor_get_s']:.1f} s, PutObject {r['floor_put_s']:.1f} s "
           f"({r['floor_processes']} processes x {r['s3_concurrency']} threads; median object {r['page_bytes']} bytes)")
     render = r["render_cpu_s"] + r["site_cpu_s"]

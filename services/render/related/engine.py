@@ -256,16 +256,26 @@ class RelatedIndex:
         return out
 
     def _dfs(self, replies: list[_Reply], terms: list[list[str]]) -> list[dict[str, float]]:
-        """Document frequencies of each reply's terms (in its language), one pipelined round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        """Document frequencies of each reply's terms (in its language), one pipelined round trip.
+
+        A chunk's articles share most of their words, so each language's terms are asked
+        once, for all replies together.
+        """
+        wanted: dict[str, dict[str, None]] = {}
         for reply, names in zip(replies, terms, strict=True):
-            if names:
-                pipe.hmget(self.keys.df(reply.language), names)
-        answers = iter(pipe.execute() if any(terms) else [])
+            wanted.setdefault(reply.language, {}).update(dict.fromkeys(names))
+        wanted = {language: names for language, names in wanted.items() if names}
+        known: dict[str, dict[str, float]] = {}
+        if wanted:
+            pipe = self.redis.pipeline(transaction=False)
+            for language, names in wanted.items():
+                pipe.hmget(self.keys.df(language), list(names))
+            for (language, names), counts in zip(wanted.items(), pipe.execute(), strict=True):
+                known[language] = {term: float(c) for term, c in zip(names, counts, strict=True) if c is not None}
         out = []
-        for names in terms:
-            counts = next(answers) if names else []
-            out.append({term: float(c) for term, c in zip(names, counts, strict=True) if c is not None})
+        for reply, names in zip(replies, terms, strict=True):
+            df = known.get(reply.language, {})
+            out.append({term: df[term] for term in names if term in df})
         return out
 
     def _pick(
