@@ -446,6 +446,12 @@ def moto_floor(env: dict, op: str, items: list, processes: int, threads: int) ->
     return max(ends) - started
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (the rebuild command, the floor's processes)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def rebuild_meta(redis) -> dict[str, str]:
     """The rebuild run's own record (render CPU, site build CPU) from Redis: the only run in this Redis."""
     from shared import keys
@@ -552,13 +558,18 @@ def main(argv: list[str] | None = None) -> int:
         before = (uploads(redis), renders(redis, aids))
         counts_before = {k.decode(): int(v) for k, v in redis.hgetall(UPLOADS).items()}
         offset = log.stat().st_size
+        cpu_before, command_cpu = children.cpu_by_process(), _children_cpu()
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "pressroom.cli", "rebuild", "--force",
                                "--timeout", str(args.timeout)], env=env, cwd=ROOT, capture_output=True, text=True)
         command_s = time.perf_counter() - started
+        command_cpu = _children_cpu() - command_cpu
         if done.returncode != 0:
             raise BenchFailure(f"pressroom rebuild failed ({done.returncode}): {done.stderr[-1500:]}")
         rebuild_s = settled(redis, aids, args.timeout, "the rebuild's site build") - started
+        cpu_after = children.cpu_by_process()
+        rebuild_cpu = {name: cpu_after[name] - cpu_before[name] for name in ("redis", "s3", "worker", "site-worker")}
+        rebuild_cpu["rebuild command"] = command_cpu
         builds = site_builds(log, offset)
         report.update(
             rebuild_command_s=command_s, rebuild_s=rebuild_s, rebuild_summary=done.stdout.strip(),
@@ -567,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         say(f"rebuild: command {command_s:.1f} s, site built at {rebuild_s:.1f} s; {done.stdout.strip()}")
         meta = rebuild_meta(redis)
-        report.update(render_cpu_s=float(meta.get("render_cpu_s", 0)), site_cpu_s=float(meta.get("site_cpu_s", 0)))
+        report.update(render_cpu_s=float(meta.get("render_cpu_s", 0)), site_cpu_s=float(meta.get("site_cpu_s", 0)),
+                      rebuild_cpu=rebuild_cpu)
 
         # 1d. the floor: moto alone serving the rebuild's own GETs and PUTs at the same concurrency
         s3 = Runtime(settings).s3
@@ -577,8 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         written = [k.decode() for k, v in redis.hgetall(UPLOADS).items() if int(v) > counts_before.get(k.decode(), 0)]
         puts = [(f"floor/{k}", sizes[k]) for k in written if k in sizes]
         s3.create_bucket(Bucket=floor_env["FLOOR_BUCKET"])
+        moto_before, clients_before = children.cpu_by_process()["s3"], _children_cpu()
         floor_get = moto_floor(floor_env, "get", gets, processes, args.s3_concurrency)
         floor_put = moto_floor(floor_env, "put", puts, processes, args.s3_concurrency)
+        report["floor_cpu"] = {"s3": children.cpu_by_process()["s3"] - moto_before,
+                               "floor clients": _children_cpu() - clients_before}
         report.update(floor_gets=len(gets), floor_puts=len(puts), floor_get_s=floor_get, floor_put_s=floor_put,
                       floor_processes=processes, s3_concurrency=args.s3_concurrency,
                       page_bytes=int(statistics.median(size for _, size in puts)) if puts else 0)
@@ -651,6 +666,11 @@ def print_report(r: dict) -> None:
     print(f"  moto's drift: the same GETs took {before:.1f} s before the rebuild, {r['floor_get_s']:.1f} s after; "
           f"ratio against the slower floor {r['rebuild_s'] / (max(before, r['floor_get_s']) + r['floor_put_s']):.2f}, "
           f"the faster {r['rebuild_s'] / (min(before, r['floor_get_s']) + r['floor_put_s']):.2f}")
+    cpu, floor_cpu = r["rebuild_cpu"], r["floor_cpu"]
+    spent = ", ".join(f"{name} {s:.1f}" for name, s in cpu.items())
+    print(f"  CPU s, rebuild: {spent} (total {sum(cpu.values()):.1f}); "
+          f"floor: moto {floor_cpu['s3']:.1f}, its clients {floor_cpu['floor clients']:.1f} "
+          f"(total {sum(floor_cpu.values()):.1f})")
     print(f"  floor: GetObject {r['floor_get_s']:.1f} s, PutObject {r['floor_put_s']:.1f} s "
           f"({r['floor_processes']} processes x {r['s3_concurrency']} threads; median object {r['page_bytes']} bytes)")
     render = r["render_cpu_s"] + r["site_cpu_s"]
