@@ -123,12 +123,13 @@ class RelatedIndex:
         out: dict[str, list[str]] = {}
         if k <= 0:
             return {aid: [] for aid in article_ids}
+        memo: dict = {}
         for start in range(0, len(article_ids), chunk):
             ids = article_ids[start:start + chunk]
             pipe = self.redis.pipeline(transaction=False)
             for aid in ids:
                 self._query(keys=[self.keys.ids], args=self._query_args(aid), client=pipe)
-            for aid, (own, candidates) in zip(ids, self._rank([_parse(r) for r in pipe.execute()]), strict=True):
+            for aid, (own, candidates) in zip(ids, self._rank([_parse(r, memo) for r in pipe.execute()]), strict=True):
                 picked = self._pick(own, candidates, k)
                 if len(picked) < k and len(candidates) >= self.tuning.candidates:
                     out[aid] = self.query(aid, k)
@@ -312,18 +313,34 @@ class RelatedIndex:
         return picked
 
 
-def _parse(raw: list) -> _Reply | None:
+def _parse(raw: list, memo: dict | None = None) -> _Reply | None:
+    """A first-stage reply, decoded. Replies of one batch name many of the same candidates:
+    with a `memo` (one per batch) each candidate's sketch and vector is decoded once."""
     if not raw:
         return None
+    memo = {} if memo is None else memo
+
+    def sketch(blob: bytes | None) -> frozenset[int]:
+        found = memo.get(blob)
+        if found is None:
+            found = memo[blob] = frozenset(minhash.unpack(blob))
+        return found
+
+    def vector(blob: bytes | None, length: float) -> rerank.Vector:
+        found = memo.get((blob, length))
+        if found is None:
+            found = memo[(blob, length)] = rerank.Vector.from_blob(blob, length)
+        return found
+
     candidates = [
         (
-            Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), frozenset(minhash.unpack(raw[i + 3]))),
-            rerank.Vector.from_blob(raw[i + 4], float(raw[i + 5] or 0)),
+            Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), sketch(raw[i + 3])),
+            vector(raw[i + 4], float(raw[i + 5] or 0)),
         )
         for i in range(5, len(raw) - 5, 6)
     ]
     return _Reply(
-        sketch=frozenset(minhash.unpack(raw[0])),
+        sketch=sketch(raw[0]),
         vector=rerank.Vector.from_blob(raw[1], 0.0),
         language=_s(raw[2]),
         articles=float(raw[3] or 1),
