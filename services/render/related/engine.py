@@ -36,6 +36,10 @@ TIE_DIGITS = 2
 WIDEN = 4  # candidates asked for the second time, as a multiple of Tuning.candidates
 
 
+# decoded candidates kept by one query_many call (about 1 kB each)
+MEMO_LIMIT = 20_000
+
+
 @dataclass(frozen=True)
 class Candidate:
     id: str
@@ -126,6 +130,8 @@ class RelatedIndex:
         memo: dict = {}
         for start in range(0, len(article_ids), chunk):
             ids = article_ids[start:start + chunk]
+            if len(memo) > MEMO_LIMIT:
+                memo.clear()  # a long list of ids would otherwise hold much of the corpus's vectors
             pipe = self.redis.pipeline(transaction=False)
             for aid in ids:
                 self._query(keys=[self.keys.ids], args=self._query_args(aid), client=pipe)
