@@ -157,9 +157,9 @@ class RelatedIndex:
         pipe = self.redis.pipeline(transaction=False)
         for neighbour in neighbours:
             self._query(keys=[self.keys.ids], args=self._query_args(neighbour), client=pipe)
-        affected = []
-        for neighbour, (theirs, their_candidates) in zip(neighbours, self._rank([_parse(r) for r in pipe.execute()]),
-                                                         strict=True):
+        affected, memo = [], {}
+        for neighbour, (theirs, their_candidates) in zip(
+                neighbours, self._rank([_parse(r, memo) for r in pipe.execute()]), strict=True):
             if article_id in (c.id for c in self._pick(theirs, their_candidates, list_size)):
                 affected.append(neighbour)
         return affected
@@ -325,34 +325,35 @@ def _parse(raw: list, memo: dict | None = None) -> _Reply | None:
     if not raw:
         return None
     memo = {} if memo is None else memo
-
-    def sketch(blob: bytes | None) -> frozenset[int]:
-        found = memo.get(blob)
-        if found is None:
-            found = memo[blob] = frozenset(minhash.unpack(blob))
-        return found
-
-    def vector(blob: bytes | None, length: float) -> rerank.Vector:
-        found = memo.get((blob, length))
-        if found is None:
-            found = memo[(blob, length)] = rerank.Vector.from_blob(blob, length)
-        return found
-
     candidates = [
         (
-            Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), sketch(raw[i + 3])),
-            vector(raw[i + 4], float(raw[i + 5] or 0)),
+            Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), _sketch(raw[i + 3], memo)),
+            _vector(raw[i + 4], raw[i + 5], memo),
         )
         for i in range(5, len(raw) - 5, 6)
     ]
     return _Reply(
-        sketch=sketch(raw[0]),
+        sketch=_sketch(raw[0], memo),
         vector=rerank.Vector.from_blob(raw[1], 0.0),
         language=_s(raw[2]),
         articles=float(raw[3] or 1),
         total_length=float(raw[4] or 0),
         candidates=candidates,
     )
+
+
+def _sketch(blob: bytes | None, memo: dict) -> frozenset[int]:
+    found = memo.get(blob)
+    if found is None:
+        found = memo[blob] = frozenset(minhash.unpack(blob))
+    return found
+
+
+def _vector(blob: bytes | None, length, memo: dict) -> rerank.Vector:
+    found = memo.get((blob, length))
+    if found is None:
+        found = memo[(blob, length)] = rerank.Vector.from_blob(blob, float(length or 0))
+    return found
 
 
 def _s(value) -> str:

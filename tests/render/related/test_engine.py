@@ -211,3 +211,23 @@ def test_query_many_gives_every_article_the_list_query_gives_it(newsroom):
     batched = newsroom.query_many(ids, k=10, chunk=7)  # chunks that do not divide the corpus
     assert batched == {aid: newsroom.query(aid, 10) for aid in ids}
     assert batched["never-indexed"] == [] and all(batched[aid] for aid in ids[:-1])
+
+
+def test_query_many_gives_the_same_lists_when_its_decode_memo_is_cleared(newsroom, monkeypatch):
+    from services.render.related import engine
+
+    monkeypatch.setattr(engine, "MEMO_LIMIT", 0)  # cleared before every chunk
+    ids = [doc.id for _, doc in corpus_docs()]
+    assert newsroom.query_many(ids, k=10, chunk=3) == {aid: newsroom.query(aid, 10) for aid in ids}
+
+
+def test_affected_by_names_only_neighbours_that_list_the_article(newsroom):
+    from services.render.related.engine import LIST_SIZE
+
+    found = 0
+    for _, doc in corpus_docs():
+        affected = newsroom.affected_by(doc.id, fanout=8)  # its batch of queries shares one decode memo
+        assert doc.id not in affected
+        assert all(doc.id in newsroom.query(other, LIST_SIZE) for other in affected)
+        found += len(affected)
+    assert found
