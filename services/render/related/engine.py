@@ -219,13 +219,17 @@ class RelatedIndex:
         raw = self._query(keys=[self.keys.ids], args=self._query_args(article_id, limit))
         return self._rank([_parse(raw)])[0]
 
-    def _rank(self, replies: list[_Reply | None]) -> list[tuple[frozenset[int], list[Candidate]]]:
+    def _rank(
+        self, replies: list[_Reply | None], terms: rerank.Terms = rerank.TERMS
+    ) -> list[tuple[frozenset[int], list[Candidate]]]:
         """The second stage for each first-stage reply (`rerank.py`): full-vector BM25 with feedback.
 
         Two pipelined round trips for all replies together: the document frequencies of each
-        article's own terms, then those of its best `feedback_docs` candidates' terms.
+        article's own terms, then those of its best `feedback_docs` candidates' terms. The
+        candidates' vectors are scored all at once (`rerank.Candidates`), coded by `terms`.
         """
         t = self.tuning
+        terms.trim()
         wanted = [r for r in replies if r is not None and r.candidates and r.vector.terms()]
         own_terms = [r.vector.terms() for r in wanted]
         dfs = self._dfs(wanted, own_terms)
@@ -233,22 +237,24 @@ class RelatedIndex:
         for reply, df in zip(wanted, dfs, strict=True):
             query = rerank.weights_of(reply.vector, df, reply.articles or 1.0, t)
             avg = reply.total_length / (reply.articles or 1.0)
-            scores = [rerank.bm25(query, v, avg, t) for _, v in reply.candidates]
+            batch = rerank.Candidates([v for _, v in reply.candidates], avg, t, terms)
+            scores = batch.bm25(query)
             top = heapq.nlargest(t.feedback_docs, range(len(scores)), key=scores.__getitem__)
-            plain.append((query, avg, scores, top))
+            plain.append((query, batch, scores, top))
             feedback_terms.append({term for i in top for term in reply.candidates[i][1].terms()} - df.keys())
-        for df, more in zip(dfs, self._dfs(wanted, [list(terms) for terms in feedback_terms]), strict=True):
+        for df, more in zip(dfs, self._dfs(wanted, [list(names) for names in feedback_terms]), strict=True):
             df.update(more)
         ranked = {}
-        for reply, df, (query, avg, scores, top) in zip(wanted, dfs, plain, strict=True):
+        for reply, df, (query, batch, scores, top) in zip(wanted, dfs, plain, strict=True):
             n = reply.articles or 1.0
             feedback = [(scores[i], rerank.weights_of(reply.candidates[i][1], df, n, t)) for i in top]
             expansion = rerank.expansion(feedback, t)
             alpha = t.feedback_mix if expansion else 0.0
             mass = sum(query.values()) or 1.0
+            widened = batch.bm25(expansion) if alpha else [0.0] * len(scores)
             ranked[id(reply)] = [
-                (1 - alpha) * plain / mass + (alpha * rerank.bm25(expansion, v, avg, t) if alpha else 0.0)
-                for plain, (_, v) in zip(scores, reply.candidates, strict=True)
+                (1 - alpha) * plain / mass + (alpha * more if alpha else 0.0)
+                for plain, more in zip(scores, widened, strict=True)
             ]
         out = []
         for reply in replies:

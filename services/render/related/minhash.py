@@ -36,15 +36,21 @@ def sketch(words: list[str], size: int = SIZE) -> tuple[int, ...]:
 def similarity(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozenset[int], size: int = SIZE) -> float:
     """Estimated Jaccard similarity of the two shingle sets (bottom-k estimator).
 
-    Takes sets or tuples; callers comparing one sketch many times pass frozensets, and
-    sketches of different stories are nearly always disjoint, which is checked first.
+    Takes sets or tuples; callers comparing one sketch many times pass frozensets. Sketches
+    of different stories are nearly always disjoint, which is checked first; otherwise a
+    shared hash counts when it is among the `size` smallest of the union, that is, at most
+    its `size`-th smallest (the union's bottom k, without building it).
     """
     sa = a if isinstance(a, frozenset) else frozenset(a)
     sb = b if isinstance(b, frozenset) else frozenset(b)
-    if not sa or not sb or sa.isdisjoint(sb):
+    shared = sa & sb
+    if not shared:
         return 0.0
-    union = heapq.nsmallest(size, sa | sb)
-    return sum(1 for h in union if h in sa and h in sb) / len(union)
+    union = sa | sb
+    if len(union) <= size:
+        return len(shared) / len(union)
+    cutoff = sorted(union)[size - 1]
+    return sum(1 for h in shared if h <= cutoff) / size
 
 
 def pack(values: tuple[int, ...]) -> bytes:

@@ -21,9 +21,12 @@ import array
 import heapq
 import math
 import sys
+import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from services.render.related.scoring import Tuning
 
@@ -41,6 +44,7 @@ class Vector:
     freqs: Sequence[float]
     entities: tuple[str, ...]
     length: float
+    source: bytes | None = field(default=None, compare=False, repr=False)  # the stored blob: a content key
 
     @classmethod
     def of(cls, tf: dict[str, float], entities: tuple[str, ...] = (), length: float = 0.0) -> Vector:
@@ -56,7 +60,7 @@ class Vector:
         if sys.byteorder == "big":
             values.byteswap()
         return cls(words.decode("utf-8").split(), values, tuple(e for e in entities.decode("utf-8").split("\t") if e),
-                   length)
+                   length, blob)
 
     @property
     def tf(self) -> dict[str, float]:
@@ -134,3 +138,91 @@ def bm25(weights: dict[str, float], other: Vector, avg_length: float, tuning: Tu
     for entity in other.entities:
         score += weights.get(entity, 0.0)
     return score
+
+
+CODE_LIMIT = 10_000  # coded vectors a process keeps between batches (a few kB each)
+
+
+class Terms:
+    """Integer ids for terms, so one query's BM25 over all its candidates is a few array operations.
+
+    A rebuild's queries name the same candidates again and again, so coded vectors are kept
+    by the blob they were read from (content, so never stale) across batches, up to
+    `limit`; `trim`, called before a batch codes anything, starts afresh past it. Ids mean
+    something only within one `Terms`. Thread-safe: ids are handed out under a lock.
+    """
+
+    def __init__(self, limit: int = CODE_LIMIT) -> None:
+        self.limit = limit
+        self.index: dict[str, int] = {}
+        self._coded: dict = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._coded)
+
+    def trim(self) -> None:
+        """Forget every id once past the limit; only safe before a batch codes its first vector."""
+        with self._lock:
+            if len(self._coded) > self.limit:
+                self.index, self._coded = {}, {}
+
+    def code(self, vector: Vector) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of the vector's words then entities (the order `bm25` adds them in), and their
+        frequencies (NaN for entities, which weigh 1 in d)."""
+        key = vector.source if vector.source is not None else id(vector)
+        found = self._coded.get(key)
+        if found is not None and (vector.source is not None or found[0] is vector):
+            return found[1], found[2]
+        with self._lock:
+            index = self.index
+            names = vector.terms()
+            ids = np.fromiter((index.setdefault(term, len(index)) for term in names), np.int32, len(names))
+            freqs = np.concatenate([np.asarray(vector.freqs, np.float64), np.full(len(vector.entities), np.nan)])
+            self._coded[key] = (None if vector.source is not None else vector, ids, freqs)
+        return ids, freqs
+
+    def dense(self, weights: dict[str, float]) -> np.ndarray:
+        """The weights by term id; terms no coded vector has weigh nothing (they match nothing)."""
+        out = np.zeros(len(self.index) or 1)
+        index = self.index
+        for term, w in weights.items():
+            i = index.get(term)
+            if i is not None:
+                out[i] = w
+        return out
+
+
+TERMS = Terms()  # this process's: see `Terms`
+
+
+class Candidates:
+    """A reply's candidate vectors as flat arrays: `bm25` for all of them at once.
+
+    Each term's share is computed with the same operations in the same order as `bm25`,
+    and `np.bincount` adds them up per candidate in order (words, then entities), so the
+    scores are the very floats `bm25` gives: lists do not depend on which path scored them.
+    """
+
+    def __init__(self, vectors: list[Vector], avg_length: float, tuning: Tuning, terms: Terms) -> None:
+        self.count = len(vectors)
+        self.terms = terms
+        self.k1 = k1 = tuning.k1
+        b = tuning.b
+        coded = [terms.code(v) for v in vectors]
+        if not coded:
+            return
+        self.ids = np.concatenate([ids for ids, _ in coded])
+        self.freq = np.concatenate([freqs for _, freqs in coded])
+        self.owner = np.repeat(np.arange(self.count), [len(ids) for ids, _ in coded])
+        norms = np.array([k1 * (1 - b + b * v.length / (avg_length or 1.0)) for v in vectors])
+        self.norm = norms[self.owner]
+        self.is_word = ~np.isnan(self.freq)
+
+    def bm25(self, weights: dict[str, float]) -> list[float]:
+        if not self.count:
+            return []
+        w = self.terms.dense(weights)[self.ids]
+        f = self.freq
+        share = np.where(self.is_word, w * f * (self.k1 + 1) / (f + self.norm), w)
+        return np.bincount(self.owner, share, minlength=self.count).tolist()

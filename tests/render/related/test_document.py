@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 from services.render.related import related_doc_from_article
@@ -62,3 +63,17 @@ def test_sketches_tell_the_same_story_from_another_story():
     assert similarity(sketch(story), sketch(refiled)) >= 0.5
     assert similarity(sketch(story), sketch(other)) < 0.2
     assert similarity(sketch([]), sketch(story)) == 0.0
+
+
+def test_similarity_is_the_bottom_k_estimate_of_the_union():
+    def bottom_k(a: frozenset[int], b: frozenset[int], k: int) -> float:
+        union = sorted(a | b)[:k]
+        return sum(1 for h in union if h in a and h in b) / len(union) if union else 0.0
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        pool = rng.sample(range(1 << 32), 150)
+        a = frozenset(rng.sample(pool, rng.randint(0, 64)))
+        b = frozenset(rng.sample(pool, rng.randint(0, 64)))
+        assert similarity(a, b) == bottom_k(a, b, 64)
+        assert similarity(tuple(sorted(a)), tuple(sorted(b))) == similarity(a, b)
