@@ -15,6 +15,7 @@ SITE_BUILD = "site.build"  # the coalesced build of shared pages (home, lists, f
 SCHEDULER_SITE_TICK = "scheduler.site_tick"  # decays page views, then sends SITE_REFRESH
 SITE_REFRESH = "site.refresh"  # lists/*.json, the news sitemap's ageing, a lost build restarted
 NOTIFY_ARTICLE_EVENT = "notify.article_event"  # one shared.messages.ArticleEvent as kwargs["event"]
+NOTIFY_ARTICLE_EVENTS = "notify.article_events"  # a list of them as kwargs["events"] (a rebuild's batch)
 NOTIFY_QUEUE_BATCH = "notify.queue_batch"  # args: event key, list of subscription ids
 NOTIFY_DELIVER = "notify.deliver"  # args: delivery id
 NOTIFY_DELIVER_BATCH = "notify.deliver_batch"  # args: list of delivery ids (what the dispatcher sends)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
 from services.notify import batches, confirmations, deliveries, dispatch, matching
@@ -35,6 +36,30 @@ def article_event(self, event: dict) -> int:
         rt, event, lambda ekey, sids: self.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
     )
     log.info("%s %s v%s matched %d subscriptions", event.get("type"), event.get("id"), event.get("version"), count)
+    return count
+
+
+@shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENTS, autoretry_for=TRANSIENT, retry_backoff=2,
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=300)
+def article_events(self, events: list[dict]) -> int:
+    """`article_event` for each of a batch (a rebuild sends one message per batch of pages).
+
+    Run again after a transient error, the events already handled add nothing (deliveries
+    are created once each). A malformed event holds up none of the others: it fails the
+    task once they are all queued, so it is counted and logged as a failure.
+    """
+    rt = self.rt
+    count, malformed = 0, {}
+    for number, event in enumerate(events):
+        try:
+            count += matching.fan_out(
+                rt, event, lambda ekey, sids: self.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
+            )
+        except ValidationError as exc:
+            malformed[number] = exc.messages
+    log.info("%d article events matched %d subscriptions", len(events) - len(malformed), count)
+    if malformed:
+        raise ValidationError({"events": malformed})
     return count
 
 

@@ -68,7 +68,7 @@ RUN_TTL = 7 * 24 * 3600
 FALLBACK = "_fallback"  # field of a chunk's cache: ids handed to the per-article task in phase 1
 
 SendArticle = Callable[[str, int], None]  # queue the ordinary forced render task (with the run)
-Notify = Callable[[dict], None]
+Notify = Callable[[list[dict]], None]  # article events, sent in one message
 
 # KEYS: a set, a hash; ARGV: ttl, then member, field, amount triples. Count each member once, ever.
 # Keys this creates live RUN_TTL, as the run does: an abandoned run's records do not stay forever.
@@ -317,10 +317,9 @@ def _page(rt: Runtime, job: Job, related: list[dict], choice: list[dict], popula
 def _finish(rt: Runtime, run: str, batch: list[Job], notify: Notify) -> None:
     """Tell subscribers of what is new, then record it: a kill in between repeats the event, never loses it
     (subscribers' deliveries are keyed by article, version and event type, so a repeat delivers nothing)."""
-    for job in batch:
-        event = publication_event(job.state, job.version, job.article, job.record["url"])
-        if event is not None:
-            notify(event)
+    events = [publication_event(job.state, job.version, job.article, job.record["url"]) for job in batch]
+    if any(events):
+        notify([event for event in events if event is not None])
     rt.articles.finish_many([
         (job.aid, job.version, "published", "published",
          {**published_fields(job.state, job.version, job.record["path"], job.record["url"]), "rebuild": run})

@@ -35,6 +35,10 @@ class CeleryEffects:
     def notify(self, event: dict) -> None:
         self.app.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event})
 
+    def notify_many(self, events: list[dict]) -> None:
+        """A batch of events in one message: a rebuild's thousands cost the broker a message per batch."""
+        self.app.send_task(tasknames.NOTIFY_ARTICLE_EVENTS, kwargs={"events": events})
+
     def build_site(self) -> None:
         queue_site_build(self.app, self.rt)
 
@@ -125,7 +129,7 @@ def rebuild_pages(self, run: str, number: int) -> dict:
 
     def work(rt, send):
         effects = CeleryEffects(self.app, rt)
-        return rebuild_module.render_chunk(rt, run, int(number), send, effects.notify)
+        return rebuild_module.render_chunk(rt, run, int(number), send, effects.notify_many)
 
     return _chunk_task(self, "rendered", run, number, work)
 

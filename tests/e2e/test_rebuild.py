@@ -100,9 +100,11 @@ def article_events(rt: Runtime) -> list[dict]:
     events = []
     for raw in rt.redis.lrange("notify", 0, -1):
         message = json.loads(raw)
+        _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
         if message["headers"]["task"] == tasknames.NOTIFY_ARTICLE_EVENT:
-            _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
             events.append(kwargs["event"])
+        elif message["headers"]["task"] == tasknames.NOTIFY_ARTICLE_EVENTS:
+            events.extend(kwargs["events"])
     return events
 
 

@@ -6,7 +6,12 @@ import json
 
 import requests
 
+from shared import tasknames
+from shared.celery_app import create_celery
+from shared.deliveries import DeliveryStore, delivery_id
+from shared.subscriptions import SubscriptionStore
 from tests.conftest import auth_headers, signed, unique_article, wait_for
+from tests.notify.helpers import article_event, subscribe
 
 
 def _deliveries(api: str, sid: str) -> list[dict]:
@@ -79,3 +84,21 @@ def test_failures_are_retried_by_the_scheduler_until_delivered(api, workers, web
         assert all(p["data"]["id"] == aid for p in receiver.verified_payloads(sub["secret"]))
     finally:
         requests.delete(f"{api}/v1/subscriptions/{sub['id']}", headers=auth_headers(), timeout=10)
+
+
+def test_a_batch_of_events_delivers_each_and_a_malformed_one_holds_up_none(settings, rt, workers, webhook_receivers):
+    receiver = webhook_receivers()
+    sub, secret = subscribe(rt, receiver.url, topics=["Defence"])
+    receiver.secrets = [secret]
+    first, second = article_event(), article_event(kind="article.updated", version=2)
+    malformed = {**article_event(), "version": "two"}
+    try:
+        events = [first, malformed, second]
+        create_celery(settings).send_task(tasknames.NOTIFY_ARTICLE_EVENTS, kwargs={"events": events})
+        arrived = wait_for(lambda: (got := {(p["type"], p["data"]["id"]) for p in receiver.verified_payloads(secret)})
+                           >= {("article.published", first["id"]), ("article.updated", second["id"])} and got,
+                           timeout=90, message="both well-formed events delivered")
+        assert ("article.published", malformed["id"]) not in arrived
+        assert DeliveryStore(rt.redis).get(delivery_id(malformed["id"], 1, "article.published", sub.id)) is None
+    finally:
+        SubscriptionStore(rt.redis).delete(sub.id)

@@ -58,7 +58,7 @@ def test_a_chunk_giving_up_in_phase_two_sends_each_article_once_and_drops_its_do
     assert sorted(sent) == [(aid, 1) for aid in aids]
     assert not rt.redis.exists(cache)  # the chunk is over: its documents do not wait a day in Redis
     assert rt.redis.sismember(rebuild.part(run, "rendered"), 0)
-    assert rebuild.render_chunk(rt, run, 0, send, lambda event: None) == {"skipped": 1}
+    assert rebuild.render_chunk(rt, run, 0, send, lambda events: None) == {"skipped": 1}
     assert len(sent) == len(aids)  # a redelivered page task sends nothing again
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+from concurrent.futures import ThreadPoolExecutor
 
 from services.render.related import rerank
 from services.render.related.document import RelatedDoc as Doc
@@ -48,3 +50,41 @@ def test_lists_do_not_depend_on_the_order_articles_arrived_in(rclient):
     forward = lists_after_indexing(rclient, docs)
     assert all(forward.values())
     assert lists_after_indexing(rclient, list(reversed(docs))) == forward
+
+
+def _random_vectors(rng: random.Random, count: int, vocabulary: list[str]) -> list[rerank.Vector]:
+    vectors = []
+    for _ in range(count):
+        words = rng.sample(vocabulary, rng.randint(0, 40))
+        tf = {w: float(rng.randint(1, 9)) for w in words}
+        entities = tuple(f"@e{i}" for i in rng.sample(range(20), rng.randint(0, 3)))
+        blob = rerank.blob_of(tf, entities) if rng.random() < 0.7 else None
+        vectors.append(rerank.Vector.from_blob(blob, float(rng.randint(5, 900))) if blob
+                       else rerank.Vector.of(tf, entities, float(rng.randint(5, 900))))
+    return vectors
+
+
+def test_scoring_all_candidates_at_once_gives_the_very_floats_of_bm25():
+    rng = random.Random(3)
+    vocabulary = [f"w{i}" for i in range(120)]
+    terms = rerank.Terms(limit=50)  # small: trimmed between batches, as a long rebuild's is
+    for _ in range(60):
+        terms.trim()
+        vectors = _random_vectors(rng, rng.randint(0, 30), vocabulary)
+        weights = {t: rng.random() * 5 for t in rng.sample([*vocabulary, "@e1", "@e2", "absent"], 50)}
+        avg = rng.random() * 500 + 1
+        batch = rerank.Candidates(vectors, avg, DEFAULT, terms)
+        assert batch.bm25(weights) == [rerank.bm25(weights, v, avg, DEFAULT) for v in vectors]
+        assert batch.bm25({}) == [0.0] * len(vectors)
+    assert len(terms) <= 50 + 30
+
+
+def test_term_ids_stay_distinct_when_threads_code_at_once():
+    vectors = _random_vectors(random.Random(5), 400, [f"w{i}" for i in range(3000)])
+    terms = rerank.Terms()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(terms.code, vectors))
+    assert sorted(terms.index.values()) == list(range(len(terms.index)))
+    for vector in vectors:
+        ids, _ = terms.code(vector)
+        assert [terms.index[t] for t in vector.terms()] == ids.tolist()
