@@ -222,12 +222,25 @@ class ArticleState:
         state["timeline"] = [json.loads(_s(item)) for item in timeline]
         return state
 
-    def claim_path(self, aid: str, path: str) -> bool:
-        """Reserve a public path for one article; True if it is (now) this article's."""
-        key = keys.path_claim(path)
-        if self.redis.set(key, aid, nx=True):
-            return True
-        return _s(self.redis.get(key)) == aid
+    def claim_paths(self, claims: list[tuple[str, str]]) -> list[bool]:
+        """Reserve public paths for (article id, path) pairs, in two pipelined round trips at most;
+        True where the path is (now) that article's.
+
+        Claimed in order, so of two articles of the batch that want one path the first gets it.
+        """
+        if not claims:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for aid, path in claims:
+            pipe.set(keys.path_claim(path), aid, nx=True)
+        won = [bool(ok) for ok in pipe.execute()]
+        taken = [i for i, ok in enumerate(won) if not ok]
+        if taken:
+            for i in taken:
+                pipe.get(keys.path_claim(claims[i][1]))
+            for i, holder in zip(taken, pipe.execute(), strict=True):
+                won[i] = _s(holder) == claims[i][0]
+        return won
 
     # outbox: accepted work not yet handed to the broker
     def outbox_done(self, aid: str, version: int) -> None:

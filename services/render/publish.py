@@ -104,8 +104,15 @@ def next_action(state: dict, version: int, force: bool = False) -> str:
 
 def public_path(rt: Runtime, state: dict, article: Article) -> tuple[str, str]:
     """The article's path (claimed at its first publication) and public URL."""
-    path = state.get("path") or claim_path(rt, article)
-    return path, f"{rt.settings.site_url}/{path}/"
+    return public_paths(rt, [(state, article)])[0]
+
+
+def public_paths(rt: Runtime, items: list[tuple[dict, Article]]) -> list[tuple[str, str]]:
+    """`public_path` for many articles: the new ones' paths claimed together (`claim_paths`)."""
+    new = [article for state, article in items if not state.get("path")]
+    claimed = dict(zip([a.id for a in new], claim_paths(rt, new), strict=True))
+    paths = [state.get("path") or claimed[article.id] for state, article in items]
+    return [(path, f"{rt.settings.site_url}/{path}/") for path in paths]
 
 
 def publication_event(state: dict, version: int, article: Article, url: str) -> dict | None:
@@ -257,11 +264,10 @@ def page_path(article: Article) -> str:
     return f"{when:%Y/%m/%d}/{slug}"
 
 
-def claim_path(rt: Runtime, article: Article) -> str:
-    """The article's public path, fixed at first publication; a clash gets the id appended."""
-    path = page_path(article)
-    if rt.articles.claim_path(article.id, path):
-        return path
-    path = f"{path}-{article.id[1:9]}"
-    rt.articles.claim_path(article.id, path)
-    return path
+def claim_paths(rt: Runtime, articles: list[Article]) -> list[str]:
+    """Each article's public path, fixed at first publication; a clash gets the id appended."""
+    wanted = [page_path(article) for article in articles]
+    won = rt.articles.claim_paths([(a.id, path) for a, path in zip(articles, wanted, strict=True)])
+    clashed = {i: f"{wanted[i]}-{articles[i].id[1:9]}" for i, ok in enumerate(won) if not ok}
+    rt.articles.claim_paths([(articles[i].id, path) for i, path in clashed.items()])
+    return [clashed.get(i, path) for i, path in enumerate(wanted)]

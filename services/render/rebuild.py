@@ -6,8 +6,8 @@ queue re-renders of its neighbours (9,787 renders for 5,000 articles). Instead a
 runs in two phases over chunks of about 100 articles, each chunk one task on the render pool:
 
 1. index (`index_chunk`): read the chunk's stored documents on a bounded thread pool,
-   process photos, claim paths, put every article into the related index and (one
-   pipeline) the site index, and keep what phase 2 needs in a compressed, expiring Redis
+   process photos, claim paths, put every article into the related index and the site
+   index (a pipeline each), and keep what phase 2 needs in a compressed, expiring Redis
    hash, so no document is read twice.
 2. pages (`render_chunk`), once every chunk is indexed: the related, editor's choice and
    popular lists are now final, so each page is rendered once with them, uploaded by the
@@ -45,7 +45,7 @@ from services.render.publish import (
     mark_failed,
     next_action,
     parse_document,
-    public_path,
+    public_paths,
     publication_event,
     published_fields,
     thumbnail,
@@ -62,7 +62,6 @@ log = logging.getLogger("pressroom.render")
 
 CHUNK = 100
 SUB_BATCH = 25  # pages rendered, uploaded and finished together: what a killed chunk may redo
-REDIS_THREADS = 4  # related-index scripts in flight at once (each is atomic in Redis)
 CACHE_TTL = 24 * 3600
 RUN_TTL = 7 * 24 * 3600
 FALLBACK = "_fallback"  # field of a chunk's cache: ids handed to the per-article task in phase 1
@@ -194,24 +193,16 @@ def index_chunk(rt: Runtime, run: str, number: int, send: SendArticle) -> dict[s
                 loaded.append(item)
         with ThreadPoolExecutor(rt.settings.s3_concurrency, thread_name_prefix="rebuild-photo") as pool:
             photos = list(pool.map(lambda item: featured_photo(rt, item.article), loaded))
-        related = RelatedIndex(rt.redis)
-
-        def prepare(item: Loaded, photo) -> tuple[tuple[Article, dict], bytes]:
-            article = item.article
-            path, url = public_path(rt, states[item.aid], article)
-            related.index(related_doc_from_article(article))
-            entry = card(article, url, path, thumbnail(photo))
-            return (article, entry), zlib.compress(json.dumps({
+        paths = public_paths(rt, [(states[item.aid], item.article) for item in loaded])
+        RelatedIndex(rt.redis).upsert_many([related_doc_from_article(item.article) for item in loaded])
+        entries = []
+        for item, photo, (path, url) in zip(loaded, photos, paths, strict=True):
+            entries.append((item.article, card(item.article, url, path, thumbnail(photo))))
+            cache[item.aid] = zlib.compress(json.dumps({
                 "version": item.version, "doc_key": item.doc_key, "path": path, "url": url,
                 "photo": photo_model.dumps(photo) if photo else None, "doc": item.raw.decode("utf-8"),
             }, separators=(",", ":")).encode(), 1)
-
-        # the index's script calls are atomic each; a few in flight overlap their round trips
-        with ThreadPoolExecutor(REDIS_THREADS, thread_name_prefix="rebuild-index") as pool:
-            prepared = list(pool.map(prepare, loaded, photos))
-        for item, (_, blob) in zip(loaded, prepared, strict=True):
-            cache[item.aid] = blob
-        SiteIndex(rt.redis).add_many([entry for entry, _ in prepared])
+        SiteIndex(rt.redis).add_many(entries)
         cache[FALLBACK] = json.dumps([aid for aid, _ in fallback]).encode()
         pipe = rt.redis.pipeline()
         pipe.hset(part(run, f"cache:{number}"), mapping=cache)

@@ -13,6 +13,8 @@ import pytest
 from pressroom.rebuild import plan
 from services.ingest.articles.intake import accept_article
 from services.render import rebuild
+from services.render.publish import page_path, parse_document
+from services.render.related import RelatedIndex
 from shared import keys
 from shared.ninjs import load_article
 from shared.runtime import Runtime
@@ -71,3 +73,19 @@ def test_a_run_never_continued_expires_with_its_records(seeded):
         assert 0 < rt.redis.ttl(rebuild.part(run, name)) <= rebuild.RUN_TTL, name
     assert 0 < rt.redis.ttl(keys.rebuild_progress(run)) <= rebuild.RUN_TTL
     assert 0 < rt.redis.ttl(keys.REBUILD_ACTIVE) <= rebuild.RUN_TTL
+
+
+def test_phase_one_claims_distinct_paths_for_one_slug_and_indexes_every_article(seeded):
+    rt, aids = seeded
+    run = plan(rt, force=False, chunk=len(aids))
+    rebuild.index_chunk(rt, run, 0, lambda aid, version: None)
+    cached = {aid: rebuild.json.loads(rebuild.zlib.decompress(rt.redis.hget(rebuild.part(run, "cache:0"), aid)))
+              for aid in aids}
+    paths = {aid: rec["path"] for aid, rec in cached.items()}
+    plain = {page_path(parse_document(rec["doc_key"], rec["doc"].encode())) for rec in cached.values()}
+    assert len(plain) == 1, "the seeded articles share a slug and a day"
+    (wanted,) = plain
+    assert len(set(paths.values())) == len(aids)
+    assert sorted(paths.values()) == sorted([wanted] + [f"{wanted}-{aid[1:9]}" for aid in aids if paths[aid] != wanted])
+    assert all(rt.redis.get(keys.path_claim(path)).decode() == aid for aid, path in paths.items())
+    assert len(RelatedIndex(rt.redis)) == len(aids)

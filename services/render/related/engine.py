@@ -81,9 +81,23 @@ class RelatedIndex:
 
     def upsert(self, doc: RelatedDoc) -> bool:
         """Add or replace one published article; False when it is indexed already as it is."""
-        analysis = scoring.analyse(doc, self.tuning)
-        for _ in range(3):
-            outcome = self._try_add(doc, analysis)
+        return self._upsert(doc, scoring.analyse(doc, self.tuning))
+
+    def upsert_many(self, docs: list[RelatedDoc]) -> list[bool]:
+        """`upsert` for many articles (a rebuild's chunk): their scripts in one pipeline, each
+        atomic in Redis; a correction (an article indexed before with other terms) goes on alone."""
+        analyses = [scoring.analyse(doc, self.tuning) for doc in docs]
+        pipe = self.redis.pipeline(transaction=False)
+        for doc, analysis in zip(docs, analyses, strict=True):
+            self._add(keys=[self.keys.ids], args=self._add_args(doc, analysis), client=pipe)
+        outcomes = [self._outcome(doc, analysis, reply)
+                    for doc, analysis, reply in zip(docs, analyses, pipe.execute() if docs else [], strict=True)]
+        return [outcome == "added" if outcome != "retry" else self._upsert(doc, analysis, tries=2)
+                for doc, analysis, outcome in zip(docs, analyses, outcomes, strict=True)]
+
+    def _upsert(self, doc: RelatedDoc, analysis: scoring.Analysis, tries: int = 3) -> bool:
+        for _ in range(tries):
+            outcome = self._outcome(doc, analysis, self._add(keys=[self.keys.ids], args=self._add_args(doc, analysis)))
             if outcome != "retry":
                 return outcome == "added"
         raise RuntimeError(f"related index: {doc.id} kept changing under concurrent indexing")
@@ -182,17 +196,17 @@ class RelatedIndex:
 
     # internals
 
-    def _try_add(self, doc: RelatedDoc, analysis: scoring.Analysis) -> str:
+    def _add_args(self, doc: RelatedDoc, analysis: scoring.Analysis) -> list:
         t = self.tuning
-        reply = self._add(
-            keys=[self.keys.ids],
-            args=[
-                self.keys.prefix, doc.id, analysis.language, repr(float(doc.published_at)), repr(analysis.length),
-                analysis.terms_arg(), "\n".join(analysis.entities), rerank.blob_of(analysis.tf, analysis.entities),
-                minhash.pack(analysis.sketch), analysis.digest, t.k1, t.b, t.posted_terms, t.entity_weight,
-                t.posting_cap,
-            ],
-        )
+        return [
+            self.keys.prefix, doc.id, analysis.language, repr(float(doc.published_at)), repr(analysis.length),
+            analysis.terms_arg(), "\n".join(analysis.entities), rerank.blob_of(analysis.tf, analysis.entities),
+            minhash.pack(analysis.sketch), analysis.digest, t.k1, t.b, t.posted_terms, t.entity_weight,
+            t.posting_cap,
+        ]
+
+    def _outcome(self, doc: RelatedDoc, analysis: scoring.Analysis, reply: list) -> str:
+        """What an add script's reply means: added, unchanged, or (a correction, now removed) retry."""
         if int(reply[0]) == 1:
             return "added"
         if _s(reply[1]) == analysis.digest:

@@ -231,3 +231,23 @@ def test_affected_by_names_only_neighbours_that_list_the_article(newsroom):
         assert all(doc.id in newsroom.query(other, LIST_SIZE) for other in affected)
         found += len(affected)
     assert found
+
+
+def test_upsert_many_indexes_as_upsert_does_with_new_unchanged_and_corrected_articles(newsroom, rclient, prefix):
+    keys = Keys(prefix)
+    one_by_one = {aid: newsroom.query(aid) for aid, _ in ((d.id, d) for _, d in corpus_docs())}
+    batched = RelatedIndex(rclient, prefix=f"{prefix}:b")
+    assert batched.upsert_many([doc for _, doc in corpus_docs()]) == [True] * 12
+    assert {doc.id: batched.query(doc.id) for _, doc in corpus_docs()} == one_by_one
+    assert rclient.hgetall(Keys(f"{prefix}:b").df("en")) == rclient.hgetall(keys.df("en"))
+
+    corrected = RelatedDoc(
+        "football-3", "en", "Telescope mirror unfolds in orbit",
+        "Engineers at the space agency confirmed the telescope mirror unfolded in orbit, ready to study "
+        "distant planets and the water vapour around them.", (), 1_700_100_000.0,
+    )
+    unchanged = corpus_docs()[0][1]
+    assert batched.upsert_many([unchanged, corrected]) == [False, True]
+    assert "football-3" in batched.query("space-3", k=3) and len(batched) == 12
+    assert rclient.hget(Keys(f"{prefix}:b").df("en"), "goalkeeper") == b"1"
+    assert batched.upsert_many([]) == []
