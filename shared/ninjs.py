@@ -7,8 +7,9 @@ stored document). `Article` is the normalised view the workers render from.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -231,7 +232,6 @@ class Article:
     embargoed: datetime | None = None
     topics: tuple[Topic, ...] = ()
     photo: Photo | None = None
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def section(self) -> str:
@@ -294,8 +294,29 @@ def article_from_loaded(data: dict) -> Article:
         embargoed=data.get("embargoed"),
         topics=topics,
         photo=photo,
-        raw=data,
     )
+
+
+_TIMES = tuple(f.name for f in dataclasses.fields(Article) if "datetime" in str(f.type))
+
+
+def article_to_json(article: Article) -> dict:
+    """The article as JSON-ready data for `article_from_json`: a rebuild keeps it between its two
+    phases, so a stored document is validated (`load_article`) once, not once per phase."""
+    data = asdict(article)
+    for name in _TIMES:
+        data[name] = data[name].isoformat() if data[name] else None
+    return data
+
+
+def article_from_json(data: dict) -> Article:
+    """The article `article_to_json` wrote (already validated: nothing is checked again)."""
+    return Article(**{
+        **data,
+        **{name: datetime.fromisoformat(data[name]) if data[name] else None for name in _TIMES},
+        "topics": tuple(Topic(**topic) for topic in data["topics"]),
+        "photo": Photo(**data["photo"]) if data["photo"] else None,
+    })
 
 
 def choose_rendition(renditions: dict[str, dict]) -> dict:

@@ -8,7 +8,7 @@ runs in two phases over chunks of about 100 articles, each chunk one task on the
 1. index (`index_chunk`): read the chunk's stored documents on a bounded thread pool,
    process photos, claim paths, put every article into the related index and the site
    index (a pipeline each), and keep what phase 2 needs in a compressed, expiring Redis
-   hash, so no document is read twice.
+   hash, so no document is read or validated twice.
 2. pages (`render_chunk`), once every chunk is indexed: the related, editor's choice and
    popular lists are now final, so each page is rendered once with them, uploaded by the
    thread pool of `upload.BatchUploader` and its state finished, `SUB_BATCH` at a time,
@@ -55,7 +55,7 @@ from services.render.site_index import SiteIndex, card
 from services.render.upload import BatchUploader
 from shared import keys
 from shared.locks import leases
-from shared.ninjs import Article
+from shared.ninjs import Article, article_from_json, article_to_json
 from shared.runtime import Runtime
 
 log = logging.getLogger("pressroom.render")
@@ -200,7 +200,7 @@ def index_chunk(rt: Runtime, run: str, number: int, send: SendArticle) -> dict[s
             entries.append((item.article, card(item.article, url, path, thumbnail(photo))))
             cache[item.aid] = zlib.compress(json.dumps({
                 "version": item.version, "doc_key": item.doc_key, "path": path, "url": url,
-                "photo": photo_model.dumps(photo) if photo else None, "doc": item.raw.decode("utf-8"),
+                "photo": photo_model.dumps(photo) if photo else None, "article": article_to_json(item.article),
             }, separators=(",", ":")).encode(), 1)
         SiteIndex(rt.redis).add_many(entries)
         cache[FALLBACK] = json.dumps([aid for aid, _ in fallback]).encode()
@@ -293,7 +293,10 @@ def _related_lists(rt: Runtime, aids: list[str]) -> dict[str, list[dict]]:
 
 def _page(rt: Runtime, job: Job, related: list[dict], choice: list[dict], popular: list[dict]) -> str:
     rec = job.record
-    job.article = article = parse_document(rec["doc_key"], rec["doc"].encode("utf-8"))
+    if "article" in rec:
+        job.article = article = article_from_json(rec["article"])
+    else:  # cached by a worker of the release before, which kept the document itself
+        job.article = article = parse_document(rec["doc_key"], rec["doc"].encode("utf-8"))
     photo = photo_model.loads(rec["photo"], rt.settings.site_url) if rec["photo"] else None
     site = SiteContext(
         site_url=rt.settings.site_url,

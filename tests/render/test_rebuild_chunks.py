@@ -13,10 +13,10 @@ import pytest
 from pressroom.rebuild import plan
 from services.ingest.articles.intake import accept_article
 from services.render import rebuild
-from services.render.publish import page_path, parse_document
+from services.render.publish import page_path
 from services.render.related import RelatedIndex
 from shared import keys
-from shared.ninjs import load_article
+from shared.ninjs import article_from_json, load_article
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.storage import ensure_buckets
@@ -82,7 +82,7 @@ def test_phase_one_claims_distinct_paths_for_one_slug_and_indexes_every_article(
     cached = {aid: rebuild.json.loads(rebuild.zlib.decompress(rt.redis.hget(rebuild.part(run, "cache:0"), aid)))
               for aid in aids}
     paths = {aid: rec["path"] for aid, rec in cached.items()}
-    plain = {page_path(parse_document(rec["doc_key"], rec["doc"].encode())) for rec in cached.values()}
+    plain = {page_path(article_from_json(rec["article"])) for rec in cached.values()}
     assert len(plain) == 1, "the seeded articles share a slug and a day"
     (wanted,) = plain
     assert len(set(paths.values())) == len(aids)

@@ -1,9 +1,13 @@
+import json
+
 import pytest
 from marshmallow import ValidationError
 
+from services.render.pages import article_page
 from shared import keys
-from shared.ninjs import NinjsArticle, error_list, load_article
+from shared.ninjs import NinjsArticle, article_from_json, article_to_json, error_list, load_article
 from tests.conftest import sample
+from tests.render.test_pages import PHOTO, SITE
 
 
 def test_seed_article_loads_into_the_model():
@@ -47,3 +51,17 @@ def test_error_paths_reach_nested_fields():
 def test_canceled_needs_no_body():
     article = load_article({"uri": "urn:x", "version": "3", "pubstatus": "canceled"})
     assert article.withdrawn
+
+
+@pytest.mark.parametrize("name", ["seed-article", "editors-choice-article"])
+def test_an_article_survives_its_json_form_and_renders_the_same_page(name):
+    doc = sample(name)
+    doc["embargoed"] = "2018-09-13T09:30:00+02:00"  # an offset other than UTC keeps its offset
+    article = load_article(doc)
+    again = article_from_json(json.loads(json.dumps(article_to_json(article))))
+    assert again == article
+    times = ("firstcreated", "firstpublished", "versioncreated", "embargoed")
+    offsets = [(t, getattr(article, t) and getattr(article, t).utcoffset()) for t in times]
+    assert [(t, getattr(again, t) and getattr(again, t).utcoffset()) for t in times] == offsets
+    assert again.embargoed.utcoffset().total_seconds() == 7200
+    assert article_page(again, "2018/09/13/x", SITE, PHOTO) == article_page(article, "2018/09/13/x", SITE, PHOTO)
