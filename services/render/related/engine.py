@@ -57,7 +57,7 @@ class _Reply:
     language: str
     articles: float
     total_length: float
-    candidates: list[tuple[Candidate, rerank.Vector]]
+    candidates: list[tuple[Candidate, rerank.StoredVector]]
 
 
 class RelatedIndex:
@@ -369,10 +369,10 @@ def _sketch(blob: bytes | None, memo: dict) -> frozenset[int]:
     return found
 
 
-def _vector(blob: bytes | None, length, memo: dict) -> rerank.Vector:
+def _vector(blob: bytes | None, length, memo: dict) -> rerank.StoredVector:
     found = memo.get((blob, length))
     if found is None:
-        found = memo[(blob, length)] = rerank.Vector.from_blob(blob, float(length or 0))
+        found = memo[(blob, length)] = rerank.StoredVector(blob, float(length or 0))
     return found
 
 

@@ -71,6 +71,44 @@ class Vector:
         return [*self.words, *self.entities]
 
 
+class StoredVector:
+    """A candidate's vector as stored, decoded only when its terms are read.
+
+    Scoring reads only its coded form (`Terms`, cached by blob), and a rebuild's queries
+    meet the same candidates again and again: only a reply's few best candidates (their
+    feedback terms) and candidates not coded yet are decoded.
+    """
+
+    __slots__ = ("source", "length", "_vector")
+
+    def __init__(self, blob: bytes | None, length: float) -> None:
+        self.source, self.length, self._vector = blob, length, None
+
+    def decoded(self) -> Vector:
+        if self._vector is None:
+            self._vector = Vector.from_blob(self.source, self.length)
+        return self._vector
+
+    @property
+    def words(self) -> list[str]:
+        return self.decoded().words
+
+    @property
+    def freqs(self) -> Sequence[float]:
+        return self.decoded().freqs
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        return self.decoded().entities
+
+    @property
+    def tf(self) -> dict[str, float]:
+        return self.decoded().tf
+
+    def terms(self) -> list[str]:
+        return self.decoded().terms()
+
+
 def blob_of(tf: dict[str, float], entities: tuple[str, ...]) -> bytes:
     """The stored form `Vector.from_blob` reads: words, entities, then little-endian float32 frequencies."""
     values = array.array("f", tf.values())
@@ -84,7 +122,7 @@ def idf(df: float, n: float) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
-def weights_of(vector: Vector, df: dict[str, float], n: float, tuning: Tuning) -> dict[str, float]:
+def weights_of(vector: Vector | StoredVector, df: dict[str, float], n: float, tuning: Tuning) -> dict[str, float]:
     """idf * saturated tf of each of the article's terms that another article shares (df > 1)."""
     k1 = tuning.k1
     weights: dict[str, float] = {}
@@ -125,7 +163,7 @@ def expansion(feedback: list[tuple[float, dict[str, float]]], tuning: Tuning) ->
     return {t: w / mass for t, w in best}
 
 
-def bm25(weights: dict[str, float], other: Vector, avg_length: float, tuning: Tuning) -> float:
+def bm25(weights: dict[str, float], other: Vector | StoredVector, avg_length: float, tuning: Tuning) -> float:
     """score(q, d) of `scoring.py` over every shared term; entities weigh 1 in d, as in postings."""
     k1, b = tuning.k1, tuning.b
     norm = k1 * (1 - b + b * other.length / (avg_length or 1.0))
@@ -167,7 +205,7 @@ class Terms:
             if len(self._coded) > self.limit:
                 self.index, self._coded = {}, {}
 
-    def code(self, vector: Vector) -> tuple[np.ndarray, np.ndarray]:
+    def code(self, vector: Vector | StoredVector) -> tuple[np.ndarray, np.ndarray]:
         """The ids of the vector's words then entities (the order `bm25` adds them in), and their
         frequencies (NaN for entities, which weigh 1 in d)."""
         key = vector.source if vector.source is not None else id(vector)
@@ -204,7 +242,7 @@ class Candidates:
     scores are the very floats `bm25` gives: lists do not depend on which path scored them.
     """
 
-    def __init__(self, vectors: list[Vector], avg_length: float, tuning: Tuning, terms: Terms) -> None:
+    def __init__(self, vectors: list[Vector | StoredVector], avg_length: float, tuning: Tuning, terms: Terms) -> None:
         self.count = len(vectors)
         self.terms = terms
         self.k1 = k1 = tuning.k1

@@ -88,3 +88,19 @@ def test_term_ids_stay_distinct_when_threads_code_at_once():
     for vector in vectors:
         ids, _ = terms.code(vector)
         assert [terms.index[t] for t in vector.terms()] == ids.tolist()
+
+
+def test_a_stored_vector_scores_as_its_decoded_form_and_is_decoded_once_per_process():
+    rng = random.Random(9)
+    vectors = [v for v in _random_vectors(rng, 40, [f"w{i}" for i in range(80)]) if v.source is not None]
+    stored = [rerank.StoredVector(v.source, v.length) for v in vectors]
+    terms = rerank.Terms()
+    weights = {f"w{i}": rng.random() for i in range(0, 80, 3)} | {"@e1": 1.5}
+    assert rerank.Candidates(stored, 120.0, DEFAULT, terms).bm25(weights) == \
+           [rerank.bm25(weights, v, 120.0, DEFAULT) for v in vectors]
+    assert [s.terms() for s in stored] == [v.terms() for v in vectors]
+    met_again = [rerank.StoredVector(v.source, v.length) for v in vectors]
+    rerank.Candidates(met_again, 120.0, DEFAULT, terms)
+    assert all(s._vector is None for s in met_again), "coded already: nothing to decode"
+    assert rerank.weights_of(met_again[0], {"w0": 3.0}, 10.0, DEFAULT) == rerank.weights_of(vectors[0], {"w0": 3.0},
+                                                                                            10.0, DEFAULT)
