@@ -6,9 +6,11 @@ apart by using unique article URIs rather than by flushing shared state.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,9 +53,18 @@ class Server:
                 self.proc.wait()
 
 
+# every directory the tests and the processes they start make (TMPDIR of those), removed at exit
+TEMP = tempfile.mkdtemp(prefix="pressroom-tests-")
+atexit.register(shutil.rmtree, TEMP, True)
+
+
+def temp_dir(prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=prefix, dir=TEMP)
+
+
 def start_redis(directory: str | None = None, port: int | None = None, persist: bool = False) -> Server:
     port = port or processes.free_port()
-    directory = directory or tempfile.mkdtemp(prefix="pr-redis-")
+    directory = directory or temp_dir("pr-redis-")
     proc = subprocess.Popen(processes.redis_command(port, directory, persist), stdout=subprocess.DEVNULL)
     processes.wait_for_port(port, 15, proc)
     return Server(proc, port, f"redis://127.0.0.1:{port}/0")
@@ -89,7 +100,8 @@ def make_env(redis_url: str, s3_url: str, **extra: str) -> dict[str, str]:
         "PRESSROOM_SUPERDESK_SECRETS": f"{SUPERDESK_SECRET},{OLD_SUPERDESK_SECRET}",
         "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
         "PRESSROOM_PHOTO_HOSTS": "127.0.0.1,localhost",  # the samples' photo host is refused before any DNS
-        "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="pr-state-"),
+        "PRESSROOM_STATE_DIR": temp_dir("pr-state-"),
+        "TMPDIR": TEMP,
     }
     env.update(extra)
     return env

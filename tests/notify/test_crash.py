@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +27,7 @@ from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.subscriptions import SubscriptionStore
 from tests.cli.test_commands import children_of
-from tests.conftest import start_process, stop_process, wait_for
+from tests.conftest import start_process, stop_process, temp_dir, wait_for
 from tests.notify.helpers import article_event, log
 
 CRASH_DB = 9  # a database of its own: only this test's worker and scheduler see its deliveries
@@ -97,7 +96,7 @@ def crash_env(stack_env, redis_server):
 
     url = f"redis://127.0.0.1:{redis_server.port}/{CRASH_DB}"
     redis_lib.Redis.from_url(url).flushdb()
-    return {**stack_env, "PRESSROOM_REDIS_URL": url, "PRESSROOM_STATE_DIR": tempfile.mkdtemp(prefix="pr-crash-")}
+    return {**stack_env, "PRESSROOM_REDIS_URL": url, "PRESSROOM_STATE_DIR": temp_dir("pr-crash-")}
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_records_nothing_twice(crash_env):
