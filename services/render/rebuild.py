@@ -246,9 +246,11 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
             state, rec = states[aid], records.get(aid)
             if state.get("rebuild") == run and state.get("published_version") == state.get("version"):
                 finished_before.append(aid)  # finished by this chunk's earlier, killed run
-            elif (rec is None or keys.article_lock(aid) not in held or not state or not _plain_publish(state)
+            elif (rec is None or "article" not in rec or keys.article_lock(aid) not in held or not state
+                  or not _plain_publish(state)
                   or int(state["version"]) != rec["version"] or state.get("doc_key") != rec["doc_key"]):
-                fallback.append(aid)  # changed since phase 1, held by a live render, or its cache expired
+                # changed since phase 1, held by a live render, or its cache expired (or is a release's before)
+                fallback.append(aid)
             else:
                 jobs.append(Job(aid, rec["version"], rec, state))
         shown = _related_lists(rt, [job.aid for job in jobs])
@@ -293,10 +295,7 @@ def _related_lists(rt: Runtime, aids: list[str]) -> dict[str, list[dict]]:
 
 def _page(rt: Runtime, job: Job, related: list[dict], choice: list[dict], popular: list[dict]) -> str:
     rec = job.record
-    if "article" in rec:
-        job.article = article = article_from_json(rec["article"])
-    else:  # cached by a worker of the release before, which kept the document itself
-        job.article = article = parse_document(rec["doc_key"], rec["doc"].encode("utf-8"))
+    job.article = article = article_from_json(rec["article"])
     photo = photo_model.loads(rec["photo"], rt.settings.site_url) if rec["photo"] else None
     site = SiteContext(
         site_url=rt.settings.site_url,

@@ -89,3 +89,26 @@ def test_phase_one_claims_distinct_paths_for_one_slug_and_indexes_every_article(
     assert sorted(paths.values()) == sorted([wanted] + [f"{wanted}-{aid[1:9]}" for aid in aids if paths[aid] != wanted])
     assert all(rt.redis.get(keys.path_claim(path)).decode() == aid for aid, path in paths.items())
     assert len(RelatedIndex(rt.redis)) == len(aids)
+
+
+def test_phase_two_publishes_from_the_cache_and_hands_a_record_of_the_release_before_to_the_article_task(seeded):
+    rt, aids = seeded
+    run = plan(rt, force=False, chunk=len(aids))
+    sent: list[tuple[str, int]] = []
+    rebuild.index_chunk(rt, run, 0, lambda aid, version: sent.append((aid, version)))
+    cache = rebuild.part(run, "cache:0")
+    old, *new = aids
+    record = rebuild.json.loads(rebuild.zlib.decompress(rt.redis.hget(cache, old)))
+    del record["article"]  # the release before kept the stored document instead
+    record["doc"] = rt.data.get(record["doc_key"]).body.decode()
+    rt.redis.hset(cache, old, rebuild.zlib.compress(rebuild.json.dumps(record).encode()))
+    events: list[dict] = []
+
+    outcome = rebuild.render_chunk(rt, run, 0, lambda aid, version: sent.append((aid, version)), events.extend)
+    assert (outcome["published"], outcome["fallback"]) == (len(new), 1)
+    assert sent == [(old, 1)]
+    assert sorted(e["id"] for e in events) == sorted(new) and {e["type"] for e in events} == {"article.published"}
+    for aid in new:
+        state = rt.articles.get(aid)
+        assert state["status"] == "published" and state["rebuild"] == run
+        assert b"<html" in rt.site.get(keys.page_key(state["path"])).body

@@ -101,10 +101,6 @@ class StoredVector:
     def entities(self) -> tuple[str, ...]:
         return self.decoded().entities
 
-    @property
-    def tf(self) -> dict[str, float]:
-        return self.decoded().tf
-
     def terms(self) -> list[str]:
         return self.decoded().terms()
 
