@@ -238,30 +238,33 @@ class RelatedIndex:
     ) -> list[tuple[frozenset[int], list[Candidate]]]:
         """The second stage for each first-stage reply (`rerank.py`): full-vector BM25 with feedback.
 
-        Two pipelined round trips for all replies together: the document frequencies of each
-        article's own terms, then those of its best `feedback_docs` candidates' terms. The
-        candidates' vectors are scored all at once (`rerank.Candidates`), coded by `terms`.
+        Two pipelined round trips for all replies together: the document frequencies of the
+        articles' own terms, then those of their best `feedback_docs` candidates' terms not
+        read yet. The candidates' vectors are scored all at once (`rerank.Candidates`), coded
+        by `terms`. Replies of one batch share their statistics, so each idf is computed once.
         """
         t = self.tuning
         terms.trim()
         wanted = [r for r in replies if r is not None and r.candidates and r.vector.terms()]
-        own_terms = [r.vector.terms() for r in wanted]
-        dfs = self._dfs(wanted, own_terms)
-        plain, feedback_terms = [], []
-        for reply, df in zip(wanted, dfs, strict=True):
-            query = rerank.weights_of(reply.vector, df, reply.articles or 1.0, t)
-            avg = reply.total_length / (reply.articles or 1.0)
+        dfs = self._dfs(wanted, [r.vector.terms() for r in wanted])
+        idfs: dict[float, dict[float, float]] = {}  # by articles in the language, then by df
+        plain, unread = [], {}
+        for reply in wanted:
+            df, n = dfs.get(reply.language, {}), reply.articles or 1.0
+            query = rerank.weights_of(reply.vector, df, n, t, idfs.setdefault(n, {}))
+            avg = reply.total_length / n
             batch = rerank.Candidates([v for _, v in reply.candidates], avg, t, terms)
             scores = batch.bm25(query)
             top = heapq.nlargest(t.feedback_docs, range(len(scores)), key=scores.__getitem__)
             plain.append((query, batch, scores, top))
-            feedback_terms.append({term for i in top for term in reply.candidates[i][1].terms()} - df.keys())
-        for df, more in zip(dfs, self._dfs(wanted, [list(names) for names in feedback_terms]), strict=True):
-            df.update(more)
+            more = unread.setdefault(reply.language, {})
+            more.update(dict.fromkeys(term for i in top for term in reply.candidates[i][1].terms() if term not in df))
+        for language, names in self._dfs_of(unread).items():
+            dfs.setdefault(language, {}).update(names)
         ranked = {}
-        for reply, df, (query, batch, scores, top) in zip(wanted, dfs, plain, strict=True):
-            n = reply.articles or 1.0
-            feedback = [(scores[i], rerank.weights_of(reply.candidates[i][1], df, n, t)) for i in top]
+        for reply, (query, batch, scores, top) in zip(wanted, plain, strict=True):
+            df, n = dfs.get(reply.language, {}), reply.articles or 1.0
+            feedback = [(scores[i], rerank.weights_of(reply.candidates[i][1], df, n, t, idfs[n])) for i in top]
             expansion = rerank.expansion(feedback, t)
             alpha = t.feedback_mix if expansion else 0.0
             mass = sum(query.values()) or 1.0
@@ -282,15 +285,18 @@ class RelatedIndex:
             ]))
         return out
 
-    def _dfs(self, replies: list[_Reply], terms: list[list[str]]) -> list[dict[str, float]]:
-        """Document frequencies of each reply's terms (in its language), one pipelined round trip.
+    def _dfs(self, replies: list[_Reply], terms: list[list[str]]) -> dict[str, dict[str, float]]:
+        """Document frequencies of the replies' terms by language, one pipelined round trip.
 
         A chunk's articles share most of their words, so each language's terms are asked
-        once, for all replies together.
+        once, for all replies together; terms no article has are left out.
         """
         wanted: dict[str, dict[str, None]] = {}
         for reply, names in zip(replies, terms, strict=True):
             wanted.setdefault(reply.language, {}).update(dict.fromkeys(names))
+        return self._dfs_of(wanted)
+
+    def _dfs_of(self, wanted: dict[str, dict[str, None]]) -> dict[str, dict[str, float]]:
         wanted = {language: names for language, names in wanted.items() if names}
         known: dict[str, dict[str, float]] = {}
         if wanted:
@@ -299,11 +305,7 @@ class RelatedIndex:
                 pipe.hmget(self.keys.df(language), list(names))
             for (language, names), counts in zip(wanted.items(), pipe.execute(), strict=True):
                 known[language] = {term: float(c) for term, c in zip(names, counts, strict=True) if c is not None}
-        out = []
-        for reply, names in zip(replies, terms, strict=True):
-            df = known.get(reply.language, {})
-            out.append({term: df[term] for term in names if term in df})
-        return out
+        return known
 
     def _pick(
         self, own: frozenset[int], candidates: list[Candidate], k: int, collapse: bool = True
@@ -331,9 +333,9 @@ class RelatedIndex:
         for candidate in ordered:
             if len(picked) >= k:
                 break
-            if minhash.similarity(candidate.sketch, own) >= threshold:
+            if minhash.near_duplicates(candidate.sketch, own, threshold):
                 continue
-            if collapse and any(minhash.similarity(candidate.sketch, p.sketch) >= threshold for p in picked):
+            if collapse and any(minhash.near_duplicates(candidate.sketch, p.sketch, threshold) for p in picked):
                 continue
             picked.append(candidate)
         return picked

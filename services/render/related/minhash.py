@@ -53,6 +53,22 @@ def similarity(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozens
     return sum(1 for h in shared if h <= cutoff) / size
 
 
+def near_duplicates(a: frozenset[int], b: frozenset[int], threshold: float, size: int = SIZE) -> bool:
+    """`similarity(a, b) >= threshold`, exactly, but cheaper: most pairs share no hash or too few
+    to reach the threshold even if all of them counted, and those need no sort of the union."""
+    if threshold <= 0:
+        return True
+    if a.isdisjoint(b):
+        return False
+    shared = len(a & b)
+    union = len(a) + len(b) - shared
+    if union <= size:
+        return shared / union >= threshold
+    if shared / size < threshold:
+        return False
+    return similarity(a, b, size) >= threshold
+
+
 def pack(values: tuple[int, ...]) -> bytes:
     return struct.pack(f">{len(values)}I", *values)
 

@@ -118,11 +118,18 @@ def idf(df: float, n: float) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
-def weights_of(vector: Vector | StoredVector, df: dict[str, float], n: float, tuning: Tuning) -> dict[str, float]:
-    """idf * saturated tf of each of the article's terms that another article shares (df > 1)."""
+def weights_of(
+    vector: Vector | StoredVector, df: dict[str, float], n: float, tuning: Tuning,
+    idfs: dict[float, float] | None = None,
+) -> dict[str, float]:
+    """idf * saturated tf of each of the article's terms that another article shares (df > 1).
+
+    Many terms share a document frequency: `idfs` (df -> idf, for this `n`) keeps them,
+    across calls when the caller passes one.
+    """
     k1 = tuning.k1
     weights: dict[str, float] = {}
-    idfs: dict[float, float] = {}  # many terms share a document frequency
+    idfs = {} if idfs is None else idfs
     for term, tf in zip(vector.words, vector.freqs, strict=True):
         d = df.get(term, 1.0)
         if d > 1:
@@ -133,7 +140,10 @@ def weights_of(vector: Vector | StoredVector, df: dict[str, float], n: float, tu
     for entity in vector.entities:
         d = df.get(entity, 1.0)
         if d > 1:
-            weights[entity] = tuning.entity_weight * idf(d, n)
+            i = idfs.get(d)
+            if i is None:
+                i = idfs[d] = idf(d, n)
+            weights[entity] = tuning.entity_weight * i
     return weights
 
 

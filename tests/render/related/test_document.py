@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from services.render.related import related_doc_from_article
 from services.render.related.document import html_to_text
-from services.render.related.minhash import similarity, sketch
+from services.render.related.minhash import near_duplicates, similarity, sketch
 from services.render.related.tokenize import language_key, terms, words
 from shared.ninjs import load_article
 from tests.conftest import sample
@@ -77,3 +77,13 @@ def test_similarity_is_the_bottom_k_estimate_of_the_union():
         b = frozenset(rng.sample(pool, rng.randint(0, 64)))
         assert similarity(a, b) == bottom_k(a, b, 64)
         assert similarity(tuple(sorted(a)), tuple(sorted(b))) == similarity(a, b)
+
+
+def test_near_duplicates_is_the_threshold_on_similarity():
+    rng = random.Random(11)
+    for _ in range(3000):
+        pool = rng.sample(range(1 << 32), rng.choice([70, 100, 200, 5000]))  # from near copies to strangers
+        a = frozenset(rng.sample(pool, rng.randint(0, 64)))
+        b = frozenset(rng.sample(pool, rng.randint(0, 64)))
+        for threshold in (0.0, 0.3, 0.5, 0.9):
+            assert near_duplicates(a, b, threshold) == (similarity(a, b) >= threshold), (a, b, threshold)

@@ -36,6 +36,17 @@ def test_terms_no_other_article_has_carry_no_weight():
     assert weights["@port authority"] == DEFAULT.entity_weight * rerank.idf(2.0, 100.0)
 
 
+def test_weights_are_the_same_with_an_idf_cache_shared_across_calls():
+    rng = random.Random(5)
+    idfs: dict[float, float] = {}
+    for _ in range(50):
+        vector = rerank.Vector.of({f"w{rng.randrange(40)}": float(rng.randint(1, 6)) for _ in range(20)},
+                                  tuple(f"@e{rng.randrange(5)}" for _ in range(2)), 30.0)
+        df = {term: float(rng.randint(1, 9)) for term in vector.terms()}
+        assert rerank.weights_of(vector, df, 200.0, DEFAULT, idfs) == rerank.weights_of(vector, df, 200.0, DEFAULT)
+    assert idfs and all(idf == rerank.idf(d, 200.0) for d, idf in idfs.items())
+
+
 def test_feedback_adds_the_vocabulary_of_the_top_results_in_proportion_to_their_scores():
     feedback = [(3.0, {"harbour": 1.0, "dockers": 1.0}), (1.0, {"harbour": 1.0, "tourism": 1.0})]
     terms = rerank.expansion(feedback, DEFAULT)
