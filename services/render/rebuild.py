@@ -12,7 +12,8 @@ runs in two phases over chunks of about 100 articles, each chunk one task on the
 2. pages (`render_chunk`), once every chunk is indexed: the related, editor's choice and
    popular lists are now final, so each page is rendered once with them, uploaded by the
    thread pool of `upload.BatchUploader` and its state finished, `SUB_BATCH` at a time,
-   with the Redis work of each step pipelined.
+   with the Redis work of each step pipelined. One sub-batch's pages upload while the
+   next one's lists are queried and its pages rendered.
 
 Meanwhile one site build (on the `site` pool) draws every list, feed and sitemap from the
 site index, which phase 1 completed.
@@ -52,7 +53,7 @@ from services.render.publish import (
 )
 from services.render.related import RelatedIndex, related_doc_from_article
 from services.render.site_index import SiteIndex, card
-from services.render.upload import BatchUploader
+from services.render.upload import BatchUploader, Writes
 from shared import keys
 from shared.locks import leases
 from shared.ninjs import Article, article_from_json, article_to_json
@@ -61,7 +62,7 @@ from shared.runtime import Runtime
 log = logging.getLogger("pressroom.render")
 
 CHUNK = 100
-SUB_BATCH = 25  # pages rendered, uploaded and finished together: what a killed chunk may redo
+SUB_BATCH = 25  # pages rendered, uploaded and finished together; a killed chunk redoes at most two
 CACHE_TTL = 24 * 3600
 RUN_TTL = 7 * 24 * 3600
 FALLBACK = "_fallback"  # field of a chunk's cache: ids handed to the per-article task in phase 1
@@ -253,21 +254,30 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
                 fallback.append(aid)
             else:
                 jobs.append(Job(aid, rec["version"], rec, state))
-        shown = _related_lists(rt, [job.aid for job in jobs])
         choice = lists.editors_choice_cards(rt, k=lists.LIST_SIZE + 1)
         popular = lists.popular_cards(rt, k=lists.LIST_SIZE + 1)
-        lists.remember_related_many(rt, {aid: [c["id"] for c in cards] for aid, cards in shown.items()})
         uploader = BatchUploader(rt, batch=SUB_BATCH * 2)
         try:
+            # each sub-batch's pages upload while the next one's lists are queried and its
+            # pages rendered, so S3 is kept busy; a sub-batch is finished once its pages are up
+            under_way: tuple[list[Job], Writes] | None = None
             for start in range(0, len(jobs), SUB_BATCH):
                 batch = jobs[start:start + SUB_BATCH]
+                shown = _related_lists(rt, [job.aid for job in batch])
+                lists.remember_related_many(rt, {aid: [c["id"] for c in cards] for aid, cards in shown.items()})
                 began = time.thread_time()
                 pages = [_page(rt, job, shown[job.aid], choice, popular) for job in batch]
                 cpu += time.thread_time() - began
                 for job, html in zip(batch, pages, strict=True):
                     uploader.put(keys.page_key(job.record["path"]), html)
-                uploader.commit()
-                _finish(rt, run, batch, notify)
+                writes = uploader.start()
+                if under_way is not None:
+                    under_way[1].wait()
+                    _finish(rt, run, under_way[0], notify)
+                under_way = (batch, writes)
+            if under_way is not None:
+                under_way[1].wait()
+                _finish(rt, run, under_way[0], notify)
             uploader.flush()
         finally:
             uploader.close()

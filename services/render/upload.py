@@ -81,7 +81,8 @@ class BatchUploader(Uploader):
     `threads` concurrent requests on the one boto3 client (thread-safe, its connection pool
     sized to match: shared.storage.s3_client), and the new marks recorded in one more round
     trip. The last operation queued for a key wins. A failed request raises from `commit`,
-    after the marks of every request that did succeed were recorded.
+    after the marks of every request that did succeed were recorded. `start` is `commit`
+    without the wait: its `Writes.wait` records and raises the same way, later.
     """
 
     def __init__(self, rt: Runtime, threads: int | None = None, batch: int = 100) -> None:
@@ -107,9 +108,14 @@ class BatchUploader(Uploader):
 
     def commit(self) -> list[str]:
         """Write what is queued; returns the keys written or deleted."""
+        return self.start().wait()
+
+    def start(self) -> Writes:
+        """Start writing what is queued and return at once: the caller renders on while the
+        requests run, then `wait`s, which records the marks (in the caller's thread)."""
         pending, self.pending = self.pending, {}
         if not pending:
-            return []
+            return Writes(self, [])
         names = list(pending)
         known = dict(zip(names, self.rt.redis.hmget(ETAGS, names), strict=True))
         work = []
@@ -120,30 +126,10 @@ class BatchUploader(Uploader):
             digest = md5_hex(item[0])
             if known[key] is None or known[key].decode() != digest:
                 work.append((key, item, digest))
-        if not work:
-            return []
-        if self._pool is None:
+        if work and self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="upload")
-        futures = [(key, item, digest, self._pool.submit(self._write, key, item)) for key, item, digest in work]
-        done, failure = [], None
-        pipe = self.rt.redis.pipeline(transaction=False)
-        for key, item, digest, future in futures:
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001 - the first failure is raised once the rest are recorded
-                failure = failure or exc
-                continue
-            if item is None:
-                pipe.hdel(ETAGS, key)
-            else:
-                pipe.hset(ETAGS, key, digest)
-                pipe.hincrby(UPLOADS, key, 1)
-            done.append(key)
-        pipe.execute()
-        self.changed.extend(done)
-        if failure is not None:
-            raise failure
-        return done
+        return Writes(self, [(key, item, digest, self._pool.submit(self._write, key, item))
+                             for key, item, digest in work])
 
     def _write(self, key: str, item: tuple | None) -> None:
         if item is None:
@@ -159,6 +145,40 @@ class BatchUploader(Uploader):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+class Writes:
+    """One batch of `BatchUploader` requests under way."""
+
+    def __init__(self, uploader: BatchUploader, futures: list[tuple]) -> None:
+        self.uploader = uploader
+        self.futures = futures
+
+    def wait(self) -> list[str]:
+        """Block until every request ended; record the marks of those that succeeded, then raise
+        the first failure, if any. Returns the keys written or deleted."""
+        if not self.futures:
+            return []
+        futures, self.futures = self.futures, []
+        done, failure = [], None
+        pipe = self.uploader.rt.redis.pipeline(transaction=False)
+        for key, item, digest, future in futures:
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - the first failure is raised once the rest are recorded
+                failure = failure or exc
+                continue
+            if item is None:
+                pipe.hdel(ETAGS, key)
+            else:
+                pipe.hset(ETAGS, key, digest)
+                pipe.hincrby(UPLOADS, key, 1)
+            done.append(key)
+        pipe.execute()
+        self.uploader.changed.extend(done)
+        if failure is not None:
+            raise failure
+        return done
 
 
 def cdn_paths(changed: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ import boto3
 
 from services.render.upload import ETAGS, UPLOADS, BatchUploader, Uploader, cdn_paths, content_type_for
 from shared.runtime import Runtime
+from shared.storage import StorageUnavailable
 
 
 def test_content_types_by_name():
@@ -107,3 +108,37 @@ def test_batch_uploads_write_changed_objects_concurrently_and_keep_their_marks(r
     else:
         raise AssertionError("the deleted object is still there")
     assert not Uploader(rt).put(f"{prefix}/7/index.html", "<p>7</p>")  # its mark was recorded
+
+
+def test_started_writes_run_while_the_caller_queues_more_and_wait_records_them(rt, settings):
+    prefix = f"test/start-{uuid.uuid4().hex[:8]}"
+    uploader = BatchUploader(rt, threads=4, batch=100)
+    try:
+        for i in range(5):
+            uploader.put(f"{prefix}/a{i}.html", f"<p>{i}</p>")
+        first = uploader.start()
+        assert not uploader.pending  # the queue is free for the next batch at once
+        uploader.put(f"{prefix}/b.html", "<p>b</p>")
+        second = uploader.start()
+        assert rt.redis.hget(ETAGS, f"{prefix}/a0.html") is None  # marks wait for `wait`
+        assert second.wait() == [f"{prefix}/b.html"]
+        assert sorted(first.wait()) == [f"{prefix}/a{i}.html" for i in range(5)]
+        assert first.wait() == []  # waited once; a second wait is a no-op
+    finally:
+        uploader.close()
+    assert rt.site.get(f"{prefix}/a4.html").body == b"<p>4</p>"
+    assert not Uploader(rt).put(f"{prefix}/b.html", "<p>b</p>")  # its mark was recorded
+
+    nowhere = BatchUploader(Runtime(replace(settings, site_bucket=f"pr-missing-{uuid.uuid4().hex[:8]}")))
+    try:
+        nowhere.put(f"{prefix}/lost.html", "<p>lost</p>")
+        writes = nowhere.start()
+        try:
+            writes.wait()
+        except StorageUnavailable:
+            pass
+        else:
+            raise AssertionError("a refused write did not raise from wait")
+    finally:
+        nowhere.close()
+    assert rt.redis.hget(ETAGS, f"{prefix}/lost.html") is None  # no mark for what was not written
