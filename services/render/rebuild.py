@@ -180,22 +180,28 @@ def index_chunk(rt: Runtime, run: str, number: int, send: SendArticle) -> dict[s
             else:
                 todo.append(Loaded(aid, int(state["version"]), state["doc_key"], b""))
         loaded: list[Loaded] = []
-        for item, error in _fetch(rt, todo):
-            if isinstance(error, PermanentFailure):
-                failed.append((item.aid, item.version, str(error)))
-            elif error is not None:
-                raise error
-            else:
-                try:
-                    item.article = parse_document(item.doc_key, item.raw)
-                except PermanentFailure as exc:
-                    failed.append((item.aid, item.version, str(exc)))
-                    continue
-                loaded.append(item)
+        related = RelatedIndex(rt.redis)
+        docs, analyses, photo_work = [], [], []
+        # each document is parsed, analysed and its photo started as it arrives, while the rest are read
         with ThreadPoolExecutor(rt.settings.s3_concurrency, thread_name_prefix="rebuild-photo") as pool:
-            photos = list(pool.map(lambda item: featured_photo(rt, item.article), loaded))
+            for item, error in _fetch(rt, todo):
+                if isinstance(error, PermanentFailure):
+                    failed.append((item.aid, item.version, str(error)))
+                elif error is not None:
+                    raise error
+                else:
+                    try:
+                        item.article = parse_document(item.doc_key, item.raw)
+                    except PermanentFailure as exc:
+                        failed.append((item.aid, item.version, str(exc)))
+                        continue
+                    loaded.append(item)
+                    photo_work.append(pool.submit(featured_photo, rt, item.article))
+                    docs.append(related_doc_from_article(item.article))
+                    analyses.append(related.analyse(docs[-1]))
+            photos = [future.result() for future in photo_work]
         paths = public_paths(rt, [(states[item.aid], item.article) for item in loaded])
-        RelatedIndex(rt.redis).upsert_many([related_doc_from_article(item.article) for item in loaded])
+        related.upsert_many(docs, analyses)
         entries = []
         for item, photo, (path, url) in zip(loaded, photos, paths, strict=True):
             entries.append((item.article, card(item.article, url, path, thumbnail(photo))))

@@ -83,10 +83,15 @@ class RelatedIndex:
         """Add or replace one published article; False when it is indexed already as it is."""
         return self._upsert(doc, scoring.analyse(doc, self.tuning))
 
-    def upsert_many(self, docs: list[RelatedDoc]) -> list[bool]:
+    def analyse(self, doc: RelatedDoc) -> scoring.Analysis:
+        """What indexing `doc` writes (its terms, sketch, digest), with this index's tuning."""
+        return scoring.analyse(doc, self.tuning)
+
+    def upsert_many(self, docs: list[RelatedDoc], analyses: list[scoring.Analysis] | None = None) -> list[bool]:
         """`upsert` for many articles (a rebuild's chunk): their scripts in one pipeline, each
-        atomic in Redis; a correction (an article indexed before with other terms) goes on alone."""
-        analyses = [scoring.analyse(doc, self.tuning) for doc in docs]
+        atomic in Redis; a correction (an article indexed before with other terms) goes on alone.
+        `analyses`, when given, are `analyse(doc)` of each doc, done by the caller meanwhile."""
+        analyses = [self.analyse(doc) for doc in docs] if analyses is None else analyses
         pipe = self.redis.pipeline(transaction=False)
         for doc, analysis in zip(docs, analyses, strict=True):
             self._add(keys=[self.keys.ids], args=self._add_args(doc, analysis), client=pipe)
