@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from services.render.related import lua, minhash, rerank, scoring
 from services.render.related.document import RelatedDoc
 from services.render.related.keys import Keys
@@ -245,34 +247,37 @@ class RelatedIndex:
 
         Two pipelined round trips for all replies together: the document frequencies of the
         articles' own terms, then those of their best `feedback_docs` candidates' terms not
-        read yet. The candidates' vectors are scored all at once (`rerank.Candidates`), coded
-        by `terms`. Replies of one batch share their statistics, so each idf is computed once.
+        read yet. Vectors are coded by `terms` and weighed by term id (`rerank.Frequencies`,
+        the same floats as `weights_of` and `expansion`), and a reply's candidates are
+        scored all at once (`rerank.Candidates`).
         """
         t = self.tuning
         terms.trim()
         wanted = [r for r in replies if r is not None and r.candidates and r.vector.terms()]
-        dfs = self._dfs(wanted, [r.vector.terms() for r in wanted])
-        idfs: dict[float, dict[float, float]] = {}  # by articles in the language, then by df
-        plain, unread = [], {}
-        for reply in wanted:
-            df, n = dfs.get(reply.language, {}), reply.articles or 1.0
-            query = rerank.weights_of(reply.vector, df, n, t, idfs.setdefault(n, {}))
-            avg = reply.total_length / n
-            batch = rerank.Candidates([v for _, v in reply.candidates], avg, t, terms)
+        coded = [(terms.code(r.vector),
+                  rerank.Candidates([v for _, v in r.candidates], r.total_length / (r.articles or 1.0), t, terms))
+                 for r in wanted]
+        freqs = {language: rerank.Frequencies(terms) for language in dict.fromkeys(r.language for r in wanted)}
+        own_ids: dict[str, list[np.ndarray]] = {language: [] for language in freqs}
+        for reply, (own, _) in zip(wanted, coded, strict=True):
+            own_ids[reply.language].append(own[0])
+        self._read_dfs(freqs, own_ids)
+        plain, feedback_ids = [], {language: [] for language in freqs}
+        for reply, (own, batch) in zip(wanted, coded, strict=True):
+            n = reply.articles or 1.0
+            query = freqs[reply.language].weights(own, n, t)
             scores = batch.bm25(query)
             top = heapq.nlargest(t.feedback_docs, range(len(scores)), key=scores.__getitem__)
             plain.append((query, batch, scores, top))
-            more = unread.setdefault(reply.language, {})
-            more.update(dict.fromkeys(term for i in top for term in reply.candidates[i][1].terms() if term not in df))
-        for language, names in self._dfs_of(unread).items():
-            dfs.setdefault(language, {}).update(names)
+            feedback_ids[reply.language].extend(batch.coded[i][0] for i in top)
+        self._read_dfs(freqs, feedback_ids)
         ranked = {}
         for reply, (query, batch, scores, top) in zip(wanted, plain, strict=True):
-            df, n = dfs.get(reply.language, {}), reply.articles or 1.0
-            feedback = [(scores[i], rerank.weights_of(reply.candidates[i][1], df, n, t, idfs[n])) for i in top]
-            expansion = rerank.expansion(feedback, t)
-            alpha = t.feedback_mix if expansion else 0.0
-            mass = sum(query.values()) or 1.0
+            n, frequencies = reply.articles or 1.0, freqs[reply.language]
+            feedback = [(scores[i], frequencies.weights(batch.coded[i], n, t)) for i in top]
+            expansion = rerank.expansion_of(feedback, t)
+            alpha = t.feedback_mix if len(expansion) else 0.0
+            mass = query.total() or 1.0
             widened = batch.bm25(expansion) if alpha else [0.0] * len(scores)
             ranked[id(reply)] = [
                 (1 - alpha) * plain / mass + (alpha * more if alpha else 0.0)
@@ -290,27 +295,24 @@ class RelatedIndex:
             ]))
         return out
 
-    def _dfs(self, replies: list[_Reply], terms: list[list[str]]) -> dict[str, dict[str, float]]:
-        """Document frequencies of the replies' terms by language, one pipelined round trip.
-
-        A chunk's articles share most of their words, so each language's terms are asked
-        once, for all replies together; terms no article has are left out.
-        """
-        wanted: dict[str, dict[str, None]] = {}
-        for reply, names in zip(replies, terms, strict=True):
-            wanted.setdefault(reply.language, {}).update(dict.fromkeys(names))
-        return self._dfs_of(wanted)
-
-    def _dfs_of(self, wanted: dict[str, dict[str, None]]) -> dict[str, dict[str, float]]:
-        wanted = {language: names for language, names in wanted.items() if names}
-        known: dict[str, dict[str, float]] = {}
-        if wanted:
-            pipe = self.redis.pipeline(transaction=False)
-            for language, names in wanted.items():
-                pipe.hmget(self.keys.df(language), list(names))
-            for (language, names), counts in zip(wanted.items(), pipe.execute(), strict=True):
-                known[language] = {term: float(c) for term, c in zip(names, counts, strict=True) if c is not None}
-        return known
+    def _read_dfs(self, freqs: dict[str, rerank.Frequencies], ids: dict[str, list]) -> None:
+        """Read the document frequencies of the given term ids not read yet, every language in
+        one pipelined round trip. A batch's articles share most of their words, so each term
+        is asked once for all of them."""
+        asks = []
+        for language, frequencies in freqs.items():
+            frequencies.grow()
+            unread = frequencies.unasked(np.concatenate(ids[language])) if ids.get(language) else None
+            if unread is not None and len(unread):
+                asks.append((language, unread))
+        if not asks:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for language, unread in asks:
+            names = freqs[language].names
+            pipe.hmget(self.keys.df(language), [names[i] for i in unread.tolist()])
+        for (language, unread), counts in zip(asks, pipe.execute(), strict=True):
+            freqs[language].update(unread, counts)
 
     def _pick(
         self, own: frozenset[int], candidates: list[Candidate], k: int, collapse: bool = True

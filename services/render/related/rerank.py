@@ -199,6 +199,7 @@ class Terms:
     def __init__(self, limit: int = CODE_LIMIT) -> None:
         self.limit = limit
         self.index: dict[str, int] = {}
+        self.names: list[str] = []  # by id
         self._coded: dict = {}
         self._lock = threading.Lock()
 
@@ -209,7 +210,7 @@ class Terms:
         """Forget every id once past the limit; only safe before a batch codes its first vector."""
         with self._lock:
             if len(self._coded) > self.limit:
-                self.index, self._coded = {}, {}
+                self.index, self.names, self._coded = {}, [], {}
 
     def code(self, vector: Vector | StoredVector) -> tuple[np.ndarray, np.ndarray]:
         """The ids of the vector's words then entities (the order `bm25` adds them in), and their
@@ -219,9 +220,13 @@ class Terms:
         if found is not None and (vector.source is not None or found[0] is vector):
             return found[1], found[2]
         with self._lock:
-            index = self.index
+            index, known = self.index, self.names
             names = vector.terms()
-            ids = np.fromiter((index.setdefault(term, len(index)) for term in names), np.int32, len(names))
+            for term in names:
+                if term not in index:
+                    index[term] = len(known)
+                    known.append(term)
+            ids = np.fromiter((index[term] for term in names), np.int32, len(names))
             freqs = np.concatenate([np.asarray(vector.freqs, np.float64), np.full(len(vector.entities), np.nan)])
             self._coded[key] = (None if vector.source is not None else vector, ids, freqs)
         return ids, freqs
@@ -253,20 +258,119 @@ class Candidates:
         self.terms = terms
         self.k1 = k1 = tuning.k1
         b = tuning.b
-        coded = [terms.code(v) for v in vectors]
+        self.coded = coded = [terms.code(v) for v in vectors]
         if not coded:
             return
         self.ids = np.concatenate([ids for ids, _ in coded])
+        self.size = int(self.ids.max(initial=-1)) + 1
         self.freq = np.concatenate([freqs for _, freqs in coded])
         self.owner = np.repeat(np.arange(self.count), [len(ids) for ids, _ in coded])
         norms = np.array([k1 * (1 - b + b * v.length / (avg_length or 1.0)) for v in vectors])
         self.norm = norms[self.owner]
         self.is_word = ~np.isnan(self.freq)
 
-    def bm25(self, weights: dict[str, float]) -> list[float]:
+    def bm25(self, weights: dict[str, float] | Weights) -> list[float]:
         if not self.count:
             return []
-        w = self.terms.dense(weights)[self.ids]
+        if isinstance(weights, Weights):
+            dense = np.zeros(max(self.size, int(weights.ids.max(initial=-1)) + 1))
+            dense[weights.ids] = weights.values
+            w = dense[self.ids]
+        else:
+            w = self.terms.dense(weights)[self.ids]
         f = self.freq
         share = np.where(self.is_word, w * f * (self.k1 + 1) / (f + self.norm), w)
         return np.bincount(self.owner, share, minlength=self.count).tolist()
+
+
+class Weights:
+    """Term weights by id (`Terms`), in the order `weights_of` gives them: words, then entities."""
+
+    __slots__ = ("ids", "values")
+
+    def __init__(self, ids: np.ndarray, values: np.ndarray) -> None:
+        self.ids, self.values = ids, values
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def total(self) -> float:
+        """`sum` of the values, added in order as `sum(dict.values())` does (not numpy's pairwise sum)."""
+        return sum(self.values.tolist())
+
+    def named(self, terms: Terms) -> dict[str, float]:
+        return {terms.names[i]: w for i, w in zip(self.ids.tolist(), self.values.tolist(), strict=True)}
+
+
+class Frequencies:
+    """One language's document frequencies by term id, for one batch of queries.
+
+    `weights` is `weights_of` over a coded vector, and `expansion_of` is `expansion`: the
+    same operations in the same order (each idf by `math.log`, sums added in order), so
+    the very floats; but a batch's hundreds of vectors cost a few array operations each
+    instead of a dict lookup per term. Ids are those of `terms` when this was made; only
+    vectors coded before it was made (or `grow`n) can be weighed.
+    """
+
+    def __init__(self, terms: Terms) -> None:
+        self.names = terms.names  # the ids' names as they were: a `trim` elsewhere starts a new list
+        self.df = np.ones(len(self.names) or 1)
+        self.asked = np.zeros(len(self.df), bool)
+        self._idf: dict[float, np.ndarray] = {}
+
+    def grow(self) -> None:
+        size = len(self.names)
+        if size > len(self.df):
+            self.df = np.concatenate([self.df, np.ones(size - len(self.df))])
+            self.asked = np.concatenate([self.asked, np.zeros(size - len(self.asked), bool)])
+
+    def unasked(self, ids: np.ndarray) -> np.ndarray:
+        """The distinct ids among `ids` not read yet."""
+        return np.unique(ids[~self.asked[ids]])
+
+    def update(self, ids: np.ndarray, counts: list) -> None:
+        """Record what Redis answered for `ids` (None: no article has the term)."""
+        self.asked[ids] = True
+        self.df[ids] = [1.0 if c is None else float(c) for c in counts]
+        self._idf = {}
+
+    def idf(self, n: float) -> np.ndarray:
+        found = self._idf.get(n)
+        if found is None:
+            asked = np.flatnonzero(self.asked)
+            values, inverse = np.unique(self.df[asked], return_inverse=True)
+            found = np.zeros(len(self.df))
+            found[asked] = np.array([idf(d, n) for d in values.tolist()])[inverse]
+            self._idf[n] = found
+        return found
+
+    def weights(self, coded: tuple[np.ndarray, np.ndarray], n: float, tuning: Tuning) -> Weights:
+        ids, freqs = coded
+        keep = self.df[ids] > 1
+        ids, f = ids[keep], freqs[keep]
+        i = self.idf(n)[ids]
+        k1 = tuning.k1
+        with np.errstate(invalid="ignore"):
+            values = np.where(np.isnan(f), tuning.entity_weight * i, i * f * (k1 + 1) / (f + k1))
+        return Weights(ids, values)
+
+
+def expansion_of(feedback: list[tuple[float, Weights]], tuning: Tuning) -> Weights:
+    """`expansion` over `Weights`: contributions added per term in the order the dict adds
+    them (np.bincount adds in input order), ties kept in first-seen order as nlargest does."""
+    total = sum(score for score, _ in feedback)
+    if total <= 0 or tuning.rerank_expansion_terms <= 0 or not feedback:
+        return Weights(np.zeros(0, np.int32), np.zeros(0))
+    ids = np.concatenate([w.ids for _, w in feedback])
+    if not len(ids):
+        return Weights(ids, np.zeros(0))
+    shares = np.concatenate([
+        (score / (total * (w.total() or 1.0))) * w.values for score, w in feedback
+    ])
+    sums = np.bincount(ids, shares)
+    distinct, first = np.unique(ids, return_index=True)
+    values = sums[distinct]
+    order = np.lexsort((first, -values))[:tuning.rerank_expansion_terms]
+    best_ids, best = distinct[order], values[order]
+    mass = sum(best.tolist()) or 1.0
+    return Weights(best_ids.astype(np.int32), best / mass)

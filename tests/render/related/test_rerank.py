@@ -6,6 +6,8 @@ import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from services.render.related import rerank
 from services.render.related.document import RelatedDoc as Doc
 from services.render.related.scoring import DEFAULT, analyse
@@ -115,3 +117,29 @@ def test_a_stored_vector_scores_as_its_decoded_form_and_is_decoded_once_per_proc
     assert all(s._vector is None for s in met_again), "coded already: nothing to decode"
     assert rerank.weights_of(met_again[0], {"w0": 3.0}, 10.0, DEFAULT) == rerank.weights_of(vectors[0], {"w0": 3.0},
                                                                                             10.0, DEFAULT)
+
+
+def test_weights_and_expansion_by_term_id_are_the_very_floats_of_the_dict_versions():
+    rng = random.Random(13)
+    for _ in range(40):
+        terms = rerank.Terms()
+        vectors = [
+            rerank.Vector.of({f"w{rng.randrange(40)}": float(rng.choice([1, 2, 3, 1.5, 0.7])) for _ in range(25)},
+                             tuple(dict.fromkeys(f"@e{rng.randrange(6)}" for _ in range(3))), 30.0)
+            for _ in range(6)
+        ]
+        coded = [terms.code(v) for v in vectors]
+        df = {name: float(rng.choice([1, 2, 3, 5, 8])) for name in terms.names if rng.random() < 0.9}
+        frequencies = rerank.Frequencies(terms)
+        ids = np.arange(len(terms.names))
+        frequencies.update(ids, [str(int(df[name])).encode() if name in df else None for name in terms.names])
+        n = float(rng.choice([20, 200]))
+        by_id = [frequencies.weights(c, n, DEFAULT) for c in coded]
+        by_name = [rerank.weights_of(v, df, n, DEFAULT) for v in vectors]
+        assert [list(w.named(terms).items()) for w in by_id] == [list(w.items()) for w in by_name]
+        assert [w.total() for w in by_id] == [sum(w.values()) for w in by_name]
+        scores = [rng.choice([0.5, 1.0, 2.0, 3.3]) for _ in vectors]  # repeated scores make ties
+        expected = rerank.expansion(list(zip(scores, by_name, strict=True)), DEFAULT)
+        got = rerank.expansion_of(list(zip(scores, by_id, strict=True)), DEFAULT)
+        assert list(got.named(terms).items()) == list(expected.items())
+    assert len(rerank.expansion_of([], DEFAULT)) == 0
