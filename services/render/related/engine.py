@@ -254,10 +254,13 @@ class RelatedIndex:
         t = self.tuning
         terms.trim()
         wanted = [r for r in replies if r is not None and r.candidates and r.vector.terms()]
+        names = terms.names
         coded = [(terms.code(r.vector),
                   rerank.Candidates([v for _, v in r.candidates], r.total_length / (r.articles or 1.0), t, terms))
                  for r in wanted]
-        freqs = {language: rerank.Frequencies(terms) for language in dict.fromkeys(r.language for r in wanted)}
+        if terms.names is not names:  # another thread trimmed the ids meanwhile: code this batch apart
+            return self._rank(replies, rerank.Terms())
+        freqs = {language: rerank.Frequencies(names) for language in dict.fromkeys(r.language for r in wanted)}
         own_ids: dict[str, list[np.ndarray]] = {language: [] for language in freqs}
         for reply, (own, _) in zip(wanted, coded, strict=True):
             own_ids[reply.language].append(own[0])

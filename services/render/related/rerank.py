@@ -308,12 +308,12 @@ class Frequencies:
     `weights` is `weights_of` over a coded vector, and `expansion_of` is `expansion`: the
     same operations in the same order (each idf by `math.log`, sums added in order), so
     the very floats; but a batch's hundreds of vectors cost a few array operations each
-    instead of a dict lookup per term. Ids are those of `terms` when this was made; only
-    vectors coded before it was made (or `grow`n) can be weighed.
+    instead of a dict lookup per term. Ids are those of the `Terms` whose `names` it holds;
+    only vectors coded before it was made (or `grow`n) can be weighed.
     """
 
-    def __init__(self, terms: Terms) -> None:
-        self.names = terms.names  # the ids' names as they were: a `trim` elsewhere starts a new list
+    def __init__(self, names: list[str]) -> None:
+        self.names = names  # `Terms.names` when the vectors were coded: a `trim` starts a new list
         self.df = np.ones(len(self.names) or 1)
         self.asked = np.zeros(len(self.df), bool)
         self._idf: dict[float, np.ndarray] = {}

@@ -130,7 +130,7 @@ def test_weights_and_expansion_by_term_id_are_the_very_floats_of_the_dict_versio
         ]
         coded = [terms.code(v) for v in vectors]
         df = {name: float(rng.choice([1, 2, 3, 5, 8])) for name in terms.names if rng.random() < 0.9}
-        frequencies = rerank.Frequencies(terms)
+        frequencies = rerank.Frequencies(terms.names)
         ids = np.arange(len(terms.names))
         frequencies.update(ids, [str(int(df[name])).encode() if name in df else None for name in terms.names])
         n = float(rng.choice([20, 200]))
