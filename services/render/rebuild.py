@@ -266,6 +266,10 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
         try:
             # each sub-batch's pages upload while the next one's lists are queried and its
             # pages rendered, so S3 is kept busy; a sub-batch is finished once its pages are up
+            def settle(done: list[Job], writes: Writes) -> None:
+                writes.wait()
+                _finish(rt, run, done, notify)
+
             under_way: tuple[list[Job], Writes] | None = None
             for start in range(0, len(jobs), SUB_BATCH):
                 batch = jobs[start:start + SUB_BATCH]
@@ -278,12 +282,10 @@ def render_chunk(rt: Runtime, run: str, number: int, send: SendArticle, notify: 
                     uploader.put(keys.page_key(job.record["path"]), html)
                 writes = uploader.start()
                 if under_way is not None:
-                    under_way[1].wait()
-                    _finish(rt, run, under_way[0], notify)
+                    settle(*under_way)
                 under_way = (batch, writes)
             if under_way is not None:
-                under_way[1].wait()
-                _finish(rt, run, under_way[0], notify)
+                settle(*under_way)
             uploader.flush()
         finally:
             uploader.close()

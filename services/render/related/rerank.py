@@ -359,7 +359,7 @@ def expansion_of(feedback: list[tuple[float, Weights]], tuning: Tuning) -> Weigh
     """`expansion` over `Weights`: contributions added per term in the order the dict adds
     them (np.bincount adds in input order), ties kept in first-seen order as nlargest does."""
     total = sum(score for score, _ in feedback)
-    if total <= 0 or tuning.rerank_expansion_terms <= 0 or not feedback:
+    if total <= 0 or tuning.rerank_expansion_terms <= 0:
         return Weights(np.zeros(0, np.int32), np.zeros(0))
     ids = np.concatenate([w.ids for _, w in feedback])
     if not len(ids):
@@ -373,4 +373,4 @@ def expansion_of(feedback: list[tuple[float, Weights]], tuning: Tuning) -> Weigh
     order = np.lexsort((first, -values))[:tuning.rerank_expansion_terms]
     best_ids, best = distinct[order], values[order]
     mass = sum(best.tolist()) or 1.0
-    return Weights(best_ids.astype(np.int32), best / mass)
+    return Weights(best_ids, best / mass)

@@ -252,3 +252,32 @@ def test_upsert_many_indexes_as_upsert_does_with_new_unchanged_and_corrected_art
     assert "football-3" in batched.query("space-3", k=3) and len(batched) == 12
     assert rclient.hget(Keys(f"{prefix}:b").df("en"), "goalkeeper") == b"1"
     assert batched.upsert_many([]) == []
+
+
+def test_a_batch_whose_term_ids_another_thread_trims_meanwhile_ranks_as_it_would_alone(newsroom):
+    from services.render.related import rerank
+    from services.render.related.engine import _parse
+
+    class TrimmedMidBatch(rerank.Terms):
+        """Does, after the first vector is coded, what another thread's `trim` does: a race
+        two real threads hit only by chance."""
+
+        raced = False
+
+        def code(self, vector):
+            found = super().code(vector)
+            if not self.raced:
+                self.raced = True
+                with self._lock:
+                    self.index, self.names, self._coded = {}, [], {}
+            return found
+
+    ids = [doc.id for _, doc in corpus_docs()][:4]
+    pipe = newsroom.redis.pipeline(transaction=False)
+    for aid in ids:
+        newsroom._query(keys=[newsroom.keys.ids], args=newsroom._query_args(aid), client=pipe)
+    raw = pipe.execute()
+    alone = newsroom._rank([_parse(r) for r in raw], rerank.Terms())
+    racy = TrimmedMidBatch()
+    assert newsroom._rank([_parse(r) for r in raw], racy) == alone
+    assert racy.raced and all(candidates for _, candidates in alone)
