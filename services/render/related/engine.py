@@ -4,9 +4,10 @@ Indexing a new article is one script call whatever the corpus size: it counts th
 article's words into the document frequencies and writes its record (with its full term
 vector) and at most `Tuning.posted_terms` postings into capped lists. A query is one
 script call that reads at most `Tuning.posting_reads` + `Tuning.expansion_reads` posting
-entries (plus a small per-term floor) and hands back `Tuning.candidates`, then two
-pipelined reads of document frequencies for the second stage (`rerank.py`), so both stay
-bounded as the index grows. Every worker shares the index, and it survives worker
+entries (plus a small per-term floor) and names `Tuning.candidates` by record; a read of
+the records this process has not kept yet (`records.py`) and two pipelined reads of
+document frequencies feed the second stage (`rerank.py`), so both stay bounded as the
+index grows. Every worker shares the index, and it survives worker
 restarts because it is nothing but Redis keys.
 
 Callers index only published articles and `remove` withdrawn ones, and should do so under
@@ -16,6 +17,7 @@ indexed in the wrong order; each change is atomic in Redis either way.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import zlib
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.render.related import lua, minhash, rerank, scoring
+from services.render.related import lua, minhash, records, rerank, scoring
 from services.render.related.document import RelatedDoc
 from services.render.related.keys import Keys
 from services.render.related.scoring import DEFAULT, Tuning
@@ -36,10 +38,6 @@ if TYPE_CHECKING:
 LIST_SIZE = 5  # what "an article's top related list" means for fan-out: what a page shows
 TIE_DIGITS = 2
 WIDEN = 4  # candidates asked for the second time, as a multiple of Tuning.candidates
-
-
-# decoded candidates kept by one query_many call (about 1 kB each)
-MEMO_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -148,15 +146,12 @@ class RelatedIndex:
         out: dict[str, list[str]] = {}
         if k <= 0:
             return {aid: [] for aid in article_ids}
-        memo: dict = {}
         for start in range(0, len(article_ids), chunk):
             ids = article_ids[start:start + chunk]
-            if len(memo) > MEMO_LIMIT:
-                memo.clear()  # a long list of ids would otherwise hold much of the corpus's vectors
             pipe = self.redis.pipeline(transaction=False)
             for aid in ids:
                 self._query(keys=[self.keys.ids], args=self._query_args(aid), client=pipe)
-            for aid, (own, candidates) in zip(ids, self._rank([_parse(r, memo) for r in pipe.execute()]), strict=True):
+            for aid, (own, candidates) in zip(ids, self._rank(self._replies(pipe.execute())), strict=True):
                 picked = self._pick(own, candidates, k)
                 if len(picked) < k and len(candidates) >= self.tuning.candidates:
                     out[aid] = self.query(aid, k)
@@ -178,9 +173,9 @@ class RelatedIndex:
         pipe = self.redis.pipeline(transaction=False)
         for neighbour in neighbours:
             self._query(keys=[self.keys.ids], args=self._query_args(neighbour), client=pipe)
-        affected, memo = [], {}
+        affected = []
         for neighbour, (theirs, their_candidates) in zip(
-                neighbours, self._rank([_parse(r, memo) for r in pipe.execute()]), strict=True):
+                neighbours, self._rank(self._replies(pipe.execute())), strict=True):
             if article_id in (c.id for c in self._pick(theirs, their_candidates, list_size)):
                 affected.append(neighbour)
         return affected
@@ -238,7 +233,43 @@ class RelatedIndex:
 
     def _candidates(self, article_id: str, limit: int | None = None) -> tuple[frozenset[int], list[Candidate]]:
         raw = self._query(keys=[self.keys.ids], args=self._query_args(article_id, limit))
-        return self._rank([_parse(raw)])[0]
+        return self._rank(self._replies([raw]))[0]
+
+    def _replies(self, raws: list[list], kept: records.Records | None = None) -> list[_Reply | None]:
+        """First-stage replies with their candidates' records: those `kept` (the process's) does
+        not hold yet are read in one pipelined round trip and kept. A candidate whose record
+        changed in between (removed or corrected meanwhile) is left out, as the next query would."""
+        kept = records.RECORDS if kept is None else kept
+        kept.trim()
+        heads = [_head(raw) for raw in raws]
+        found: dict[records.Key, records.Record | None] = {}
+        missing: list[records.Key] = []
+        for head in heads:
+            for key, _ in head[1] if head else ():
+                if key not in found:
+                    found[key] = kept.get(key)
+                    if found[key] is None:
+                        missing.append(key)
+        if missing:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in missing:
+                pipe.hmget(self.keys.doc(key[0]), records.FIELDS)
+            for key, fields in zip(missing, pipe.execute(), strict=True):
+                found[key] = record = records.decode(key, fields)
+                if record is not None:
+                    kept.put(key, record)
+        replies: list[_Reply | None] = []
+        for head in heads:
+            if head is None:
+                replies.append(None)
+                continue
+            own, refs = head
+            replies.append(dataclasses.replace(own, candidates=[
+                (Candidate(key[1], score, record.published_at, record.sketch),
+                 rerank.StoredVector(record.blob, record.length))
+                for key, score in refs if (record := found[key]) is not None
+            ]))
+        return replies
 
     def _rank(
         self, replies: list[_Reply | None], terms: rerank.Terms = rerank.TERMS
@@ -351,41 +382,20 @@ class RelatedIndex:
         return picked
 
 
-def _parse(raw: list, memo: dict | None = None) -> _Reply | None:
-    """A first-stage reply, decoded. Replies of one batch name many of the same candidates:
-    with a `memo` (one per batch) each candidate's sketch and vector is decoded once."""
+def _head(raw: list) -> tuple[_Reply, list[tuple[records.Key, float]]] | None:
+    """A first-stage reply, decoded but for its candidates, which it names by record key and score."""
     if not raw:
         return None
-    memo = {} if memo is None else memo
-    candidates = [
-        (
-            Candidate(_s(raw[i]), float(raw[i + 1]), float(raw[i + 2] or 0), _sketch(raw[i + 3], memo)),
-            _vector(raw[i + 4], raw[i + 5], memo),
-        )
-        for i in range(5, len(raw) - 5, 6)
-    ]
-    return _Reply(
-        sketch=_sketch(raw[0], memo),
+    own = _Reply(
+        sketch=frozenset(minhash.unpack(raw[0])),
         vector=rerank.Vector.from_blob(raw[1], 0.0),
         language=_s(raw[2]),
         articles=float(raw[3] or 1),
         total_length=float(raw[4] or 0),
-        candidates=candidates,
+        candidates=[],
     )
-
-
-def _sketch(blob: bytes | None, memo: dict) -> frozenset[int]:
-    found = memo.get(blob)
-    if found is None:
-        found = memo[blob] = frozenset(minhash.unpack(blob))
-    return found
-
-
-def _vector(blob: bytes | None, length, memo: dict) -> rerank.StoredVector:
-    found = memo.get((blob, length))
-    if found is None:
-        found = memo[(blob, length)] = rerank.StoredVector(blob, float(length or 0))
-    return found
+    refs = [((_s(raw[i]), _s(raw[i + 2]), _s(raw[i + 3])), float(raw[i + 1])) for i in range(5, len(raw) - 3, 4)]
+    return own, refs
 
 
 def _s(value) -> str:

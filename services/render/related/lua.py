@@ -117,8 +117,9 @@ return 1
 # KEYS: ids
 # ARGV: prefix, id, query_terms, posting_reads, min_reads, feedback_docs, expansion_terms,
 #       expansion_reads, feedback_mix, candidates
-# Returns {own sketch, own full vector, lang, n, total length, then per candidate: id, score, ts, sketch,
-#          full vector, length}, best first; {} if unknown. The full vectors feed `rerank.py`.
+# Returns {own sketch, own full vector, lang, n, total length, then per candidate: record number, score,
+#          id, digest}, best first; {} if unknown. The caller reads the records it has not kept
+#          (`records.py`): their full vectors feed `rerank.py`.
 QUERY = _HELPERS + """
 local prefix = ARGV[1]
 local num = redis.call('HGET', KEYS[1], ARGV[2])
@@ -210,14 +211,12 @@ if n <= c + 1 then
   end
 end
 for _, x in ipairs(best(acc, c)) do
-  local meta = redis.call('HMGET', prefix .. ':d:' .. x[1], 'id', 'ts', 'sig', 'f', 'dl')
+  local meta = redis.call('HMGET', prefix .. ':d:' .. x[1], 'id', 'h')
   if meta[1] then
-    out[#out + 1] = meta[1]
+    out[#out + 1] = x[1]
     out[#out + 1] = tostring(x[2])
-    out[#out + 1] = meta[2]
-    out[#out + 1] = meta[3] or ''
-    out[#out + 1] = meta[4] or ''
-    out[#out + 1] = meta[5] or '0'
+    out[#out + 1] = meta[1]
+    out[#out + 1] = meta[2] or ''
   end
 end
 return out

@@ -213,12 +213,43 @@ def test_query_many_gives_every_article_the_list_query_gives_it(newsroom):
     assert batched["never-indexed"] == [] and all(batched[aid] for aid in ids[:-1])
 
 
-def test_query_many_gives_the_same_lists_when_its_decode_memo_is_cleared(newsroom, monkeypatch):
-    from services.render.related import engine
+def test_query_many_gives_the_same_lists_when_its_kept_records_are_cleared(newsroom, monkeypatch):
+    from services.render.related import records
 
-    monkeypatch.setattr(engine, "MEMO_LIMIT", 0)  # cleared before every chunk
     ids = [doc.id for _, doc in corpus_docs()]
-    assert newsroom.query_many(ids, k=10, chunk=3) == {aid: newsroom.query(aid, 10) for aid in ids}
+    warm = newsroom.query_many(ids, k=10, chunk=3)
+    assert len(records.RECORDS) >= len(ids) - 1  # every article is some other's candidate
+    monkeypatch.setattr(records.RECORDS, "limit", 0)  # cleared before every batch
+    assert newsroom.query_many(ids, k=10, chunk=3) == warm == {aid: newsroom.query(aid, 10) for aid in ids}
+
+
+def test_a_corrected_or_removed_candidate_is_never_served_from_the_kept_records(newsroom, monkeypatch):
+    from services.render.related import records
+
+    ids = [doc.id for _, doc in corpus_docs()]
+    newsroom.query_many(ids, k=10)  # every record kept
+    corrected = RelatedDoc(
+        "football-3", "en", "Telescope mirror unfolds in orbit",
+        "Engineers at the space agency confirmed the telescope mirror unfolded in orbit, ready to study "
+        "distant planets and the water vapour around them.", (), 1_700_100_000.0,
+    )
+    newsroom.upsert(corrected)
+    newsroom.remove("space-2")
+    warm = newsroom.query_many(ids, k=10)
+    assert "football-3" in warm["space-3"] and not any("space-2" in found for found in warm.values())
+    monkeypatch.setattr(records, "RECORDS", records.Records())  # a process that kept nothing
+    assert newsroom.query_many(ids, k=10) == warm
+
+
+def test_a_candidate_removed_between_the_query_and_the_read_of_its_record_is_left_out(newsroom, rclient):
+    from services.render.related import records
+
+    raw = newsroom._query(keys=[newsroom.keys.ids], args=newsroom._query_args("space-3"))
+    named = [raw[i + 2].decode() for i in range(5, len(raw), 4)]
+    assert "space-1" in named
+    newsroom.remove("space-1")
+    reply = newsroom._replies([raw], records.Records())[0]
+    assert [c.id for c, _ in reply.candidates] == [aid for aid in named if aid != "space-1"]
 
 
 def test_affected_by_names_only_neighbours_that_list_the_article(newsroom):
@@ -226,7 +257,7 @@ def test_affected_by_names_only_neighbours_that_list_the_article(newsroom):
 
     found = 0
     for _, doc in corpus_docs():
-        affected = newsroom.affected_by(doc.id, fanout=8)  # its batch of queries shares one decode memo
+        affected = newsroom.affected_by(doc.id, fanout=8)  # its batch of queries reads each record once
         assert doc.id not in affected
         assert all(doc.id in newsroom.query(other, LIST_SIZE) for other in affected)
         found += len(affected)
@@ -256,7 +287,6 @@ def test_upsert_many_indexes_as_upsert_does_with_new_unchanged_and_corrected_art
 
 def test_a_batch_whose_term_ids_another_thread_trims_meanwhile_ranks_as_it_would_alone(newsroom):
     from services.render.related import rerank
-    from services.render.related.engine import _parse
 
     class TrimmedMidBatch(rerank.Terms):
         """Does, after the first vector is coded, what another thread's `trim` does: a race
@@ -277,7 +307,7 @@ def test_a_batch_whose_term_ids_another_thread_trims_meanwhile_ranks_as_it_would
     for aid in ids:
         newsroom._query(keys=[newsroom.keys.ids], args=newsroom._query_args(aid), client=pipe)
     raw = pipe.execute()
-    alone = newsroom._rank([_parse(r) for r in raw], rerank.Terms())
+    alone = newsroom._rank(newsroom._replies(raw), rerank.Terms())
     racy = TrimmedMidBatch()
-    assert newsroom._rank([_parse(r) for r in raw], racy) == alone
+    assert newsroom._rank(newsroom._replies(raw), racy) == alone
     assert racy.raced and all(candidates for _, candidates in alone)
