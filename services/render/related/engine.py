@@ -22,7 +22,7 @@ import heapq
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -40,8 +40,9 @@ TIE_DIGITS = 2
 WIDEN = 4  # candidates asked for the second time, as a multiple of Tuning.candidates
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """A tuple, not a frozen dataclass: a rebuild's queries make hundreds of thousands."""
+
     id: str
     score: float
     published_at: float
@@ -253,7 +254,7 @@ class RelatedIndex:
         if missing:
             pipe = self.redis.pipeline(transaction=False)
             for key in missing:
-                pipe.hmget(self.keys.doc(key[0]), records.FIELDS)
+                pipe.hmget(self.keys.doc(key[0].decode()), records.FIELDS)
             for key, fields in zip(missing, pipe.execute(), strict=True):
                 found[key] = record = records.decode(key, fields)
                 if record is not None:
@@ -265,7 +266,7 @@ class RelatedIndex:
                 continue
             own, refs = head
             replies.append(dataclasses.replace(own, candidates=[
-                (Candidate(key[1], score, record.published_at, record.sketch),
+                (Candidate(record.id, score, record.published_at, record.sketch),
                  rerank.StoredVector(record.blob, record.length))
                 for key, score in refs if (record := found[key]) is not None
             ]))
@@ -394,7 +395,7 @@ def _head(raw: list) -> tuple[_Reply, list[tuple[records.Key, float]]] | None:
         total_length=float(raw[4] or 0),
         candidates=[],
     )
-    refs = [((_s(raw[i]), _s(raw[i + 2]), _s(raw[i + 3])), float(raw[i + 1])) for i in range(5, len(raw) - 3, 4)]
+    refs = [((raw[i], raw[i + 2], raw[i + 3]), float(raw[i + 1])) for i in range(5, len(raw) - 3, 4)]
     return own, refs
 
 

@@ -17,11 +17,12 @@ from services.render.related import minhash
 
 RECORD_LIMIT = 10_000  # records a process keeps (a few kB each, most of it the sketch)
 
-Key = tuple[str, str, str]  # record number, article id, digest
+Key = tuple[bytes, bytes, bytes]  # record number, article id, digest, as the query script names them
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    id: str
     published_at: float
     sketch: frozenset[int]
     blob: bytes | None  # the full vector as stored (`rerank.StoredVector` reads it)
@@ -36,9 +37,10 @@ def decode(key: Key, fields: list) -> Record | None:
     """A record from its `FIELDS` as HMGET gives them; None when the number now holds another article
     or nothing (removed or corrected between the query and this read)."""
     aid, digest, ts, sig, blob, length = fields
-    if aid is None or aid.decode("utf-8") != key[1] or (digest or b"").decode("utf-8") != key[2]:
+    if aid is None or aid != key[1] or (digest or b"") != key[2]:
         return None
-    return Record(float(ts or 0), frozenset(minhash.unpack(sig)), blob or None, float(length or 0))
+    return Record(aid.decode("utf-8"), float(ts or 0), frozenset(minhash.unpack(sig)), blob or None,
+                  float(length or 0))
 
 
 class Records:

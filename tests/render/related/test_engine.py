@@ -34,11 +34,11 @@ def test_rescore_reorders_the_candidates_under_the_same_picking_rules(newsroom):
     assert newsroom.query("football-0", k=10, rescore=lambda candidates: candidates) == plain
 
     def reversed_scores(candidates):
-        return [dataclasses.replace(c, score=1.0 + plain.index(c.id)) if c.id in plain else
-                dataclasses.replace(c, score=0.0) for c in candidates]
+        return [c._replace(score=1.0 + plain.index(c.id)) if c.id in plain else
+                c._replace(score=0.0) for c in candidates]
 
     assert newsroom.query("football-0", k=10, rescore=reversed_scores) == plain[::-1]
-    assert newsroom.query("football-0", k=3, rescore=lambda cs: [dataclasses.replace(c, score=0.0) for c in cs]
+    assert newsroom.query("football-0", k=3, rescore=lambda cs: [c._replace(score=0.0) for c in cs]
                           ) == []  # nothing above the score floor: the engine's own rule still applies
 
 
