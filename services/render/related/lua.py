@@ -12,19 +12,36 @@ formulas are the ones documented in `scoring.py`.
 _HELPERS = """
 local function idf(df, n) return math.log(1 + (n - df + 0.5) / (df + 0.5)) end
 local function round4(x) return math.floor(x * 10000 + 0.5) / 10000 end
--- the k best {key, score} of a table, descending; one pass, no full sort
+-- the k best {key, score} of a table, descending, equal scores by key: a min-heap of k holds
+-- the best so far with the one to drop at its root, then one sort of k. (pairs() order varies
+-- from call to call, so ties go by key, not by the order they are met.)
 local function best(scores, k)
-  local out, size = {}, 0
-  if k <= 0 then return out end
+  local heap, size = {}, 0
+  if k <= 0 then return heap end
   for key, s in pairs(scores) do
-    if size < k or s > out[size][2] then
-      if size < k then size = size + 1 end
+    if size < k then
+      size = size + 1
       local i = size
-      while i > 1 and out[i - 1][2] < s do out[i] = out[i - 1]; i = i - 1 end
-      out[i] = {key, s}
+      while i > 1 do
+        local half = (i - i % 2) / 2
+        local up = heap[half]
+        if s < up[2] or (s == up[2] and key > up[1]) then heap[i] = up; i = half else break end
+      end
+      heap[i] = {key, s}
+    elseif s > heap[1][2] or (s == heap[1][2] and key < heap[1][1]) then
+      local i = 1
+      while true do
+        local c = 2 * i
+        if c > size then break end
+        local l, r = heap[c], heap[c + 1]
+        if r and (r[2] < l[2] or (r[2] == l[2] and r[1] > l[1])) then c = c + 1; l = r end
+        if l[2] < s or (l[2] == s and l[1] > key) then heap[i] = l; i = c else break end
+      end
+      heap[i] = {key, s}
     end
   end
-  return out
+  table.sort(heap, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+  return heap
 end
 """
 
