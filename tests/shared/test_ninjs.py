@@ -65,3 +65,27 @@ def test_an_article_survives_its_json_form_and_renders_the_same_page(name):
     assert [(t, getattr(again, t) and getattr(again, t).utcoffset()) for t in times] == offsets
     assert again.embargoed.utcoffset().total_seconds() == 7200
     assert article_page(again, "2018/09/13/x", SITE, PHOTO) == article_page(article, "2018/09/13/x", SITE, PHOTO)
+
+
+def test_one_schema_loads_from_many_threads_as_it_loads_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = []
+    for i in range(200):
+        doc = sample()
+        doc["uri"], doc["headline"], doc["version"] = f"urn:x:{i}", f"Story {i}", i + 1
+        if i % 3 == 0:
+            doc["subject"][1] = {"scheme": "x"}  # invalid: its errors must stay its own
+        docs.append(doc)
+
+    def outcome(doc):
+        try:
+            return load_article(doc)
+        except ValidationError as exc:
+            return exc.messages
+
+    alone = [outcome(doc) for doc in docs]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            assert list(pool.map(outcome, docs)) == alone
+    assert sum(isinstance(o, dict) for o in alone) == 67
