@@ -14,7 +14,7 @@ has to compare the sketches of the few candidates it is about to list. Bands wou
 
 from __future__ import annotations
 
-import heapq
+import itertools
 import struct
 import zlib
 
@@ -27,10 +27,14 @@ THRESHOLD = 0.5
 def sketch(words: list[str], size: int = SIZE) -> tuple[int, ...]:
     """The `size` smallest shingle hashes, ascending. Texts shorter than a shingle hash whole."""
     if len(words) < SHINGLE:
-        grams = {" ".join(words)} if words else set()
-    else:
-        grams = {" ".join(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
-    return tuple(heapq.nsmallest(size, {zlib.crc32(g.encode("utf-8")) for g in grams}))
+        return (zlib.crc32(" ".join(words).encode("utf-8")),) if words else ()
+    # each shingle is a slice of the text encoded once: "w1 w2 w3" from w1's start to w3's end
+    text = " ".join(words).encode("utf-8")
+    lengths = [len(w) for w in words] if text.isascii() else [len(w.encode("utf-8")) for w in words]
+    starts = list(itertools.accumulate((n + 1 for n in lengths), initial=0))
+    view, crc = memoryview(text), zlib.crc32
+    hashes = {crc(view[start:end - 1]) for start, end in zip(starts, starts[SHINGLE:], strict=False)}
+    return tuple(sorted(hashes)[:size])
 
 
 def similarity(a: tuple[int, ...] | frozenset[int], b: tuple[int, ...] | frozenset[int], size: int = SIZE) -> float:

@@ -39,6 +39,7 @@ SNOWBALL_NAMES = {
 # measured on dev_news.jsonl; see docs/related.md.
 ENGLISH_STEMMER = "s"
 STEM_CACHE = 100_000  # distinct (language, word) pairs remembered; a newsroom's vocabulary fits
+TERM_CACHE = 200_000  # words remembered per language by `terms_of`
 
 
 def language_key(language: str) -> str:
@@ -83,19 +84,36 @@ def terms(text: str, language: str) -> list[str]:
 def terms_of(word_list: list[str], language: str) -> list[str]:
     """`terms` for text already split by `words`."""
     lang = language_key(language)
+    table = _TERM_TABLES.get(lang)
+    if table is None or len(table) > TERM_CACHE:
+        table = _TERM_TABLES[lang] = {}
+    missing = [word for word in set(word_list) if word not in table]
+    if missing:
+        rule = _term_rule(lang)
+        for word in missing:
+            table[word] = rule(word)
+    return [term for term in map(table.__getitem__, word_list) if term]
+
+
+# Per language, each word met -> its term ("" when it is dropped): news repeats its words,
+# so a document's terms are mostly lookups. Replaced whole past TERM_CACHE words.
+_TERM_TABLES: dict[str, dict[str, str]] = {}
+
+
+def _term_rule(lang: str) -> Callable[[str], str]:
     stops = stop_words(lang)
     stem = stemmer(lang)
     # English stems are checked again ("others" -> "other"); Snowball stems of other
     # languages are not words, and some equal a stop word by chance ("estados" -> "estad").
     recheck = stops if lang == "en" else frozenset()
-    out = []
-    for word in word_list:
+
+    def rule(word: str) -> str:
         if len(word) < MIN_LENGTH or word in stops or word.isdigit():
-            continue
+            return ""
         term = stem(word)
-        if term and term not in recheck:
-            out.append(term)
-    return out
+        return term if term and term not in recheck else ""
+
+    return rule
 
 
 def stemmer(language: str) -> Callable[[str], str]:

@@ -87,3 +87,30 @@ def test_near_duplicates_is_the_threshold_on_similarity():
         b = frozenset(rng.sample(pool, rng.randint(0, 64)))
         for threshold in (0.0, 0.3, 0.5, 0.9):
             assert near_duplicates(a, b, threshold) == (similarity(a, b) >= threshold), (a, b, threshold)
+
+
+def test_a_sketch_is_the_smallest_crc32s_of_its_distinct_three_word_shingles():
+    import zlib
+
+    rng = random.Random(21)
+    vocabulary = ["vote", "élection", "straße", "日本語", "a", "l'été", "rain", "mp", "ß"]
+    for _ in range(300):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 120))]
+        grams = {" ".join(words[i:i + 3]) for i in range(len(words) - 2)} if len(words) >= 3 else \
+            ({" ".join(words)} if words else set())
+        for size in (3, 64):
+            assert sketch(words, size) == tuple(sorted(zlib.crc32(g.encode("utf-8")) for g in grams)[:size])
+
+
+def test_terms_are_the_same_from_a_full_term_table_and_an_empty_one(monkeypatch):
+    from services.render.related import tokenize
+
+    text = ("The elections in the cities: others voted. Les élections présidentielles, "
+            "l'économie et les ministres. 2026 MPs' votes.")
+    for language in ("en", "fr", "de", "xx"):
+        first = terms(text, language)
+        assert terms(text, language) == first  # from the table this time
+        monkeypatch.setattr(tokenize, "TERM_CACHE", 0)  # every call starts a fresh table
+        assert terms(text, language) == first
+        monkeypatch.undo()
+    assert terms(text, "en")[:3] == ["election", "city", "voted"]  # "others" -> "other", a stop word
