@@ -79,56 +79,92 @@ RECORD_FIELDS = ("state", "sub", "event_key", "type", "article", "version")
 SUB_FIELDS = ("id", "channel", "target", "topics", "events", "status", "created_at", "updated_at", "failing_since",
               "secrets", "unsubscribe_token")
 
-# KEYS: record, due, busy, subscription, event, waiting   ARGV: now, lease_until, token, id, busy_ms, rescue_at
+# KEYS: records   ARGV: fields.  Reply: per record its fields' values (all nil for a missing record)
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
+return out
+"""
+
+# One call claims a chunk of deliveries in the given order (of two to one subscriber, the second
+# is deferred behind the first) and returns each event body once, however many deliveries share it.
+# KEYS: due, then per delivery: record, busy, subscription, event, waiting
+# ARGV: now, lease_until, busy_ms, rescue_at, then per delivery: id, token
+# Reply: {per delivery {outcome, attempts[, subscription fields, event index (0: none)]}, event bodies}
 _CLAIM = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then redis.call('ZREM', KEYS[2], ARGV[4]) return {'missing', 0} end
-if state == 'delivered' or state == 'failed' or state == 'cancelled' then
-  redis.call('ZREM', KEYS[2], ARGV[4])
-  return {state, 0}
+local due, now = KEYS[1], tonumber(ARGV[1])
+local bodies, seen = {}, {}
+local function claim(record, busy, sub, event, waiting, id, token)
+  local state = redis.call('HGET', record, 'state')
+  if not state then redis.call('ZREM', due, id) return {'missing', 0} end
+  if state == 'delivered' or state == 'failed' or state == 'cancelled' then
+    redis.call('ZREM', due, id)
+    return {state, 0}
+  end
+  if state == 'delivering' then
+    local lease = tonumber(redis.call('HGET', record, 'lease_until') or '0')
+    if lease > now then return {'busy', 0} end
+  else
+    local at = tonumber(redis.call('HGET', record, 'next_at') or '0')
+    if at > now then redis.call('ZADD', due, at, id) return {'early', 0} end
+  end
+  if not redis.call('SET', busy, token, 'NX', 'PX', ARGV[3]) then
+    redis.call('ZADD', waiting, now, id)
+    redis.call('ZADD', due, ARGV[4], id)
+    return {'deferred', 0}
+  end
+  local attempts = redis.call('HINCRBY', record, 'attempts', 1)
+  redis.call('HSET', record, 'state', 'delivering', 'lease_until', ARGV[2], 'token', token, 'updated_at', ARGV[1])
+  redis.call('ZADD', due, ARGV[2], id)
+  if seen[event] == nil then
+    local body = redis.call('GET', event)
+    if body then bodies[#bodies + 1] = body; seen[event] = #bodies else seen[event] = 0 end
+  end
+  return {'claimed', attempts, redis.call('HMGET', sub, SUB_FIELDS), seen[event]}
 end
-local now = tonumber(ARGV[1])
-if state == 'delivering' then
-  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-  if lease > now then return {'busy', 0} end
-else
-  local due = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
-  if due > now then redis.call('ZADD', KEYS[2], due, ARGV[4]) return {'early', 0} end
+local out = {}
+for i = 0, (#KEYS - 1) / 5 - 1 do
+  local k, a = 2 + 5 * i, 5 + 2 * i
+  out[i + 1] = claim(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a], ARGV[a + 1])
 end
-if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[5]) then
-  redis.call('ZADD', KEYS[6], now, ARGV[4])
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[4])
-  return {'deferred', 0}
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', 'delivering', 'lease_until', ARGV[2], 'token', ARGV[3], 'updated_at', ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-return {'claimed', attempts, redis.call('HMGET', KEYS[4], SUB_FIELDS), redis.call('GET', KEYS[5]) or ''}
+return {out, bodies}
 """.replace("SUB_FIELDS", ", ".join(f"'{f}'" for f in SUB_FIELDS))
 
-# KEYS: record, due, busy, log, waiting   ARGV: token, state, next_at, now, last_status, last_error, id, ttl, entry,
-#   log_len
+# One call records the ends of several attempts, in order.
+# KEYS: due, then per attempt: record, busy, log, waiting
+# ARGV: ttl, log_len, then per attempt: token, state, next_at, now, last_status, last_error, id, log entry
+# Reply: per attempt 1, or 0 when its lease was lost (its state is left as it is)
 _FINISH = """
-if redis.call('GET', KEYS[3]) == ARGV[1] then
-  redis.call('DEL', KEYS[3])
-  local nxt = redis.call('ZPOPMIN', KEYS[5])
-  if nxt[1] then redis.call('ZADD', KEYS[2], ARGV[4], nxt[1]) end
+local due = KEYS[1]
+local function finish(record, busy, log, waiting, token, state, next_at, now, status, err, id, entry)
+  if redis.call('GET', busy) == token then
+    redis.call('DEL', busy)
+    local nxt = redis.call('ZPOPMIN', waiting)
+    if nxt[1] then redis.call('ZADD', due, now, nxt[1]) end
+  end
+  if entry ~= '' then
+    redis.call('LPUSH', log, entry)
+    redis.call('LTRIM', log, 0, tonumber(ARGV[2]) - 1)
+  end
+  if redis.call('HGET', record, 'token') ~= token then return 0 end
+  redis.call('HSET', record, 'state', state, 'token', '', 'lease_until', '0', 'updated_at', now,
+    'last_status', status, 'last_error', err)
+  if state == 'pending' then
+    redis.call('HSET', record, 'next_at', next_at)
+    redis.call('ZADD', due, next_at, id)
+  else
+    redis.call('ZREM', due, id)
+    redis.call('EXPIRE', record, ARGV[1])
+  end
+  return 1
 end
-if ARGV[9] ~= '' then
-  redis.call('LPUSH', KEYS[4], ARGV[9])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
+local out = {}
+for i = 0, (#KEYS - 1) / 4 - 1 do
+  local k, a = 2 + 4 * i, 3 + 8 * i
+  out[i + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1], ARGV[a + 2],
+    ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
 end
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'token', '', 'lease_until', '0', 'updated_at', ARGV[4],
-  'last_status', ARGV[5], 'last_error', ARGV[6])
-if ARGV[2] == 'pending' then
-  redis.call('HSET', KEYS[1], 'next_at', ARGV[3])
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])
-else
-  redis.call('ZREM', KEYS[2], ARGV[7])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-end
-return 1
+return out
 """
 
 # KEYS: record, due   ARGV: now, id, ttl
@@ -158,7 +194,7 @@ class Claim:
     attempt: int
     token: str
     sid: str = ""
-    subscription: dict | None = None  # the subscription's SUB_FIELDS (None if it is gone)
+    subscription: dict | None = None  # the subscription's SUB_FIELDS as Redis holds them (None if it is gone)
     event: dict | None = None  # the stored event (None if it expired)
 
 
@@ -166,6 +202,7 @@ class DeliveryStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._create = client.register_script(_CREATE)
+        self._read = client.register_script(_READ)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._reset = client.register_script(_RESET)
@@ -205,13 +242,13 @@ class DeliveryStore:
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
     def get_many(self, dids: list[str]) -> dict[str, dict | None]:
-        """What an attempt needs of each record of `dids` (RECORD_FIELDS), in one round trip;
+        """What an attempt needs of each record of `dids` (RECORD_FIELDS), in one script call;
         None for a missing record."""
-        pipe = self.redis.pipeline(transaction=False)
-        for did in dids:
-            pipe.hmget(delivery_key(did), RECORD_FIELDS)
+        if not dids:
+            return {}
+        replies = self._read(keys=[delivery_key(did) for did in dids], args=RECORD_FIELDS)
         return {did: (dict(zip(RECORD_FIELDS, map(_s, values), strict=True)) if values[0] is not None else None)
-                for did, values in zip(dids, pipe.execute(), strict=True)}
+                for did, values in zip(dids, replies, strict=True)}
 
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
@@ -228,30 +265,28 @@ class DeliveryStore:
         return self.claim_many({did: record}, lease_seconds, now)[did]
 
     def claim_many(self, records: dict[str, dict], lease_seconds: float, now: float | None = None) -> dict[str, Claim]:
-        """claim() for several deliveries (id -> record) in one round trip, in the given order:
+        """claim() for several deliveries (id -> record) in one script call, in the given order:
         of two deliveries to one subscriber, the second is deferred behind the first."""
+        if not records:
+            return {}
         now = time.time() if now is None else now
-        pipe = self.redis.pipeline(transaction=False)
-        tokens = {}
+        tokens = {did: secrets.token_hex(8) for did in records}
+        keys, args = [DUE], [now, now + lease_seconds, int(lease_seconds * 1000), now + 2 * lease_seconds]
         for did, record in records.items():
-            tokens[did] = token = secrets.token_hex(8)
             sid = record["sub"]
-            keys = [delivery_key(did), DUE, busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)]
-            pipe.evalsha(self._claim.sha, len(keys), *keys,
-                         now, now + lease_seconds, token, did, int(lease_seconds * 1000), now + 2 * lease_seconds)
-        replies = self._run_scripts(pipe, self._claim) if records else []
-        events: dict[bytes, dict] = {}  # the deliveries of a batch mostly share one event: parse it once
+            keys += [delivery_key(did), busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)]
+            args += [did, tokens[did]]
+        replies, bodies = self._claim(keys=keys, args=args)
+        events = [json.loads(body) for body in bodies]  # a chunk's deliveries mostly share one event
         claims = {}
         for (did, record), reply in zip(records.items(), replies, strict=True):
             outcome, attempt, sid = _s(reply[0]), int(reply[1]), record["sub"]
             if outcome != "claimed":
                 claims[did] = Claim(outcome, attempt, tokens[did], sid)
                 continue
-            values = reply[2]
-            sub = dict(zip(SUB_FIELDS, map(_s, values), strict=True)) if values and values[0] is not None else None
-            if reply[3] and reply[3] not in events:
-                events[reply[3]] = json.loads(reply[3])
-            claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events.get(reply[3]) if reply[3] else None)
+            values, event = reply[2], int(reply[3])
+            sub = dict(zip(SUB_FIELDS, values, strict=True)) if values and values[0] is not None else None
+            claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events[event - 1] if event else None)
         return claims
 
     def finish(
@@ -264,41 +299,23 @@ class DeliveryStore:
 
         Returns False when the lease was lost (another run took over): the state is not changed then.
         """
-        keys, args = self._finish_call(did, claim, state, next_at, http_status, error, log_entry, now)
-        return bool(self._finish(keys=keys, args=args))
+        details = {"next_at": next_at, "http_status": http_status, "error": error, "log_entry": log_entry, "now": now}
+        return self.finish_many([(did, claim, state, details)])[0]
 
     def finish_many(self, calls: list[tuple[str, Claim, str, dict]]) -> list[bool]:
-        """finish() for several attempts, each (did, claim, state, finish keyword arguments), in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        for did, claim, state, kwargs in calls:
-            keys, args = self._finish_call(did, claim, state, kwargs.get("next_at", 0.0), kwargs.get("http_status"),
-                                           kwargs.get("error", ""), kwargs.get("log_entry"), kwargs.get("now"))
-            pipe.evalsha(self._finish.sha, len(keys), *keys, *args)
-        return [bool(r) for r in self._run_scripts(pipe, self._finish)] if calls else []
-
-    def _finish_call(
-        self, did: str, claim: Claim, state: str, next_at: float, http_status: int | None, error: str,
-        log_entry: dict | None, now: float | None,
-    ) -> tuple[list, list]:
-        now = time.time() if now is None else now
-        entry = json.dumps(log_entry, separators=(",", ":")) if log_entry else ""
-        keys = [delivery_key(did), DUE, busy_key(claim.sid), log_key(claim.sid), waiting_key(claim.sid)]
-        args = [claim.token, state, next_at, now, http_status or "", error[:300], did, RECORD_TTL, entry, LOG_LENGTH]
-        return keys, args
-
-    def _run_scripts(self, pipe, script) -> list:
-        """Execute a pipeline of EVALSHA calls of `script`, loading the script first if Redis lost it.
-
-        (A Script object in a pipeline would ask SCRIPT EXISTS on every execute: a round trip more.)
-        Nothing ran when the script was missing, so sending the same commands again is safe.
-        """
-        commands = list(pipe.command_stack)
-        try:
-            return pipe.execute()
-        except redis.exceptions.NoScriptError:
-            self.redis.script_load(script.script)
-            pipe.command_stack = commands
-            return pipe.execute()
+        """finish() for several attempts, each (did, claim, state, finish keyword arguments), in one script call."""
+        if not calls:
+            return []
+        keys, args = [DUE], [RECORD_TTL, LOG_LENGTH]
+        for did, claim, state, details in calls:
+            now = details.get("now")
+            entry = details.get("log_entry")
+            sid = claim.sid
+            keys += [delivery_key(did), busy_key(sid), log_key(sid), waiting_key(sid)]
+            args += [claim.token, state, details.get("next_at", 0.0), time.time() if now is None else now,
+                     details.get("http_status") or "", details.get("error", "")[:300], did,
+                     json.dumps(entry, separators=(",", ":")) if entry else ""]
+        return [bool(done) for done in self._finish(keys=keys, args=args)]
 
     def defer(self, did: str, at: float) -> None:
         """Look at the delivery again at `at` without counting an attempt."""
