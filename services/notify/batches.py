@@ -119,9 +119,10 @@ class _Finish:
 
 class Finisher:
     """One thread that records the ends of attempts from every sending thread, as many per
-    call as arrive within GATHER of the first (DeliveryStore.finish_many). A sending thread goes on to its next
-    delivery at once; its slot is freed when the end is recorded, so a subscriber's next
-    delivery (deferred behind the busy lock that the finish frees) never overtakes it."""
+    call as arrive within GATHER of the first (DeliveryStore.finish_many). A sending thread
+    goes on to its next delivery at once; its slot is freed when the end is recorded, so a
+    subscriber's next delivery (deferred behind the busy lock that the finish frees) never
+    overtakes it."""
 
     MAX_PER_ROUND_TRIP = 64
 
