@@ -8,7 +8,9 @@
    (shared.netguard.fetch with a netguard.ConnectionPool, as the webhook transport uses
    it) in 1, 8 and 16 threads (16 = the sending threads of one worker process), and the
    same loop opening a new connection per POST (the client as it was before batching);
-   and the floor that one Celery task per delivery would set: as many `notify.deliver`
+   the same POSTs from one thread over 16 kept-alive non-blocking sockets (HTTP/1.1 by
+   h11), the floor a worker sending all its webhooks from one such loop would set; and
+   the floor that one Celery task per delivery would set: as many `notify.deliver`
    tasks that find no delivery, through the same workers.
 2. Fan-out: 100,000 subscriptions that follow the article's topics, beside 25,000 that
    follow others; the time to match and create every delivery record (the functions the
@@ -159,6 +161,68 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: b
     return elapsed
 
 
+def nonblocking_loop(url: str, keys: list[tuple[str, str]], connections: int = 16) -> float:
+    """The same signed POSTs from ONE thread over `connections` kept-alive sockets, each sent as
+    soon as its socket's previous answer is read (selectors; HTTP/1.1 framed by h11): the floor
+    that a worker process sending all its webhooks from one non-blocking loop would set.
+    Loopback only, so no SSRF check (the kept-alive loops pay it once per connection). Returns
+    seconds."""
+    import selectors
+    import socket
+    from urllib.parse import urlsplit
+
+    import h11
+
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port
+    ev = event(["Defence"])
+    todo = iter(keys)
+    selector = selectors.DefaultSelector()
+
+    def send_next(sock: socket.socket, conn: h11.Connection) -> bool:
+        item = next(todo, None)
+        if item is None:
+            return False
+        sid, secret = item
+        payload = webhook.body(ev)
+        signed = webhook.headers([parse_webhook_secret(secret)], webhook_id("d" + sid), payload)
+        headers = [("Host", f"{host}:{port}"), ("Content-Length", str(len(payload))), *signed.items()]
+        sock.sendall(conn.send(h11.Request(method="POST", target=parts.path, headers=headers))
+                     + conn.send(h11.Data(data=payload)) + conn.send(h11.EndOfMessage()))
+        return True
+
+    started = time.perf_counter()
+    for _ in range(connections):
+        sock = socket.create_connection((host, port))
+        conn = h11.Connection(h11.CLIENT)
+        if send_next(sock, conn):
+            selector.register(sock, selectors.EVENT_READ, conn)
+        else:
+            sock.close()
+    answered = 0
+    while selector.get_map():
+        for key, _ in selector.select(timeout=15):
+            sock, conn = key.fileobj, key.data
+            conn.receive_data(sock.recv(65536))
+            while (item := conn.next_event()) is not h11.NEED_DATA:
+                if isinstance(item, h11.Response) and item.status_code != 204:
+                    raise BenchFailure(f"non-blocking loop: the receiver answered {item.status_code}")
+                if isinstance(item, h11.EndOfMessage):
+                    answered += 1
+                    conn.start_next_cycle()
+                    if not send_next(sock, conn):
+                        selector.unregister(sock)
+                        sock.close()
+                    break
+                if isinstance(item, h11.ConnectionClosed):
+                    raise BenchFailure("non-blocking loop: the receiver closed a kept-alive connection")
+    elapsed = time.perf_counter() - started
+    if answered != len(keys):
+        raise BenchFailure(f"non-blocking loop: {answered} of {len(keys)} POSTs answered")
+    print(f"  one thread, non-blocking, {connections} connections: {n_rate(len(keys), elapsed)} /s", flush=True)
+    return elapsed
+
+
 def n_rate(n: int, seconds: float) -> str:
     return f"{n / seconds:.1f}"
 
@@ -201,8 +265,12 @@ def main() -> int:
             cpu1 = children.cpu_by_process()
             bare_cpu[threads] = tuple(cpu1[p] - cpu0[p] for p in ("benchmark client", "receiver"))
         bare_new_conn = n / bare_loop(hook, keys, 8, keep_alive=False)
+        cpu0 = children.cpu_by_process()
+        nonblocking = n / nonblocking_loop(hook, keys)
+        cpu1 = children.cpu_by_process()
+        nonblocking_cpu = {p: cpu1[p] - cpu0[p] for p in ("benchmark client", "receiver")}
         before = received(base)
-        assert before == (len(BARE_THREADS) + 1) * n, before
+        assert before == (len(BARE_THREADS) + 2) * n, before
 
         print(f"worker, scheduler, receiver and Redis logs: {workdir}", flush=True)
         me = [sys.executable, "-m", "pressroom.cli"]
@@ -265,11 +333,14 @@ def main() -> int:
             "subscriptions": n, "concurrency": args.concurrency,
             "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
             **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
-            "celery_floor_per_s": n / floor, "ratio_to_best_bare": n / pressroom / best,
+            "nonblocking_16_per_s": nonblocking, "celery_floor_per_s": n / floor,
+            "ratio_to_best_bare": n / pressroom / best,
             "extra_requests": extra, "delivery_states": states,
             "first_delivery_recorded_after_s": first_done - sent_at,
             "last_record_created_after_s": last_created - sent_at, "pressroom_cpu_s": pressroom_cpu,
             "bare_cpu_s": {t: {"client": c, "receiver": r} for t, (c, r) in bare_cpu.items()},
+            "nonblocking_cpu_s": {"client": nonblocking_cpu["benchmark client"],
+                                  "receiver": nonblocking_cpu["receiver"]},
             "fanout_subscriptions": fan + fan // 4, "fanout_matched": matched, "fanout_match_s": match_s,
             "fanout_s": fan_s, "scan_all_s": scan_s,
         }
@@ -282,17 +353,21 @@ def main() -> int:
             f"  CPU ms per POST, bare loop {t:2d} thread(s)      {cpu_line({'client': c, 'receiver': r}, n)}"
             for t, (c, r) in bare_cpu.items()
         )
+        nonblocking_cpu_line = cpu_line(
+            {"client": nonblocking_cpu["benchmark client"], "receiver": nonblocking_cpu["receiver"]}, n)
         print(f"""
 deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
   Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
 {rows}
   bare loop, a new connection per POST, 8 threads {bare_new_conn:7.1f} /s   ratio {n / pressroom / bare_new_conn:6.3f}
   ratio Pressroom / best bare loop               {n / pressroom / best:8.3f}
+  one thread, non-blocking, 16 connections (h11) {nonblocking:7.1f} /s   ratio {n / pressroom / nonblocking:6.3f}
   floor of one task per delivery (same workers)  {n / floor:8.1f} tasks/s  ratio {floor / pressroom:6.3f}
   requests beyond one per subscription           {extra}
   first delivery recorded / last record created  +{first_done - sent_at:.2f} s / +{last_created - sent_at:.2f} s
   CPU ms per delivery, Pressroom                 {cpu_line(pressroom_cpu, n)}
 {bare_cpu_lines}
+  CPU ms per POST, one thread, non-blocking    {nonblocking_cpu_line}
 fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
   match (index union)                            {match_s * 1000:8.1f} ms
   match + create every delivery record           {fan_s:8.2f} s   ({matched / fan_s:,.0f} deliveries/s)
