@@ -27,7 +27,9 @@ import base64
 import concurrent.futures
 import json
 import os
+import selectors
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -35,7 +37,9 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import h11
 from _common import BenchFailure, Children, wait_until
 
 from pressroom import processes
@@ -127,6 +131,12 @@ def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list
     return out
 
 
+def signed_post(ev: dict, sid: str, secret: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one subscriber's POST of `ev`, as the webhook transport makes them."""
+    payload = webhook.body(ev)
+    return payload, webhook.headers([parse_webhook_secret(secret)], webhook_id("d" + sid), payload)
+
+
 def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: bool = True) -> float:
     """The same signed POSTs through the same client, no Pressroom around them; returns seconds."""
     ev = event(["Defence"])
@@ -134,13 +144,9 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: b
     pool = netguard.ConnectionPool(per_origin=max(threads, 1)) if keep_alive else None
 
     def post(item):
-        sid, secret = item
-        payload = webhook.body(ev)
-        msg_id = webhook_id("d" + sid)
-        response = netguard.fetch(url, method="POST", body=payload,
-                                  headers=webhook.headers([parse_webhook_secret(secret)], msg_id, payload),
-                                  allow_networks=allow, connect_timeout=5, total_timeout=15, max_bytes=200,
-                                  truncate=True, pool=pool)
+        payload, headers = signed_post(ev, *item)
+        response = netguard.fetch(url, method="POST", body=payload, headers=headers, allow_networks=allow,
+                                  connect_timeout=5, total_timeout=15, max_bytes=200, truncate=True, pool=pool)
         assert response.status == 204, response.status
 
     started = time.perf_counter()
@@ -167,12 +173,6 @@ def nonblocking_loop(url: str, keys: list[tuple[str, str]], connections: int = 1
     that a worker process sending all its webhooks from one non-blocking loop would set.
     Loopback only, so no SSRF check (the kept-alive loops pay it once per connection). Returns
     seconds."""
-    import selectors
-    import socket
-    from urllib.parse import urlsplit
-
-    import h11
-
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port
     ev = event(["Defence"])
@@ -183,9 +183,7 @@ def nonblocking_loop(url: str, keys: list[tuple[str, str]], connections: int = 1
         item = next(todo, None)
         if item is None:
             return False
-        sid, secret = item
-        payload = webhook.body(ev)
-        signed = webhook.headers([parse_webhook_secret(secret)], webhook_id("d" + sid), payload)
+        payload, signed = signed_post(ev, *item)
         headers = [("Host", f"{host}:{port}"), ("Content-Length", str(len(payload))), *signed.items()]
         sock.sendall(conn.send(h11.Request(method="POST", target=parts.path, headers=headers))
                      + conn.send(h11.Data(data=payload)) + conn.send(h11.EndOfMessage()))
@@ -201,7 +199,10 @@ def nonblocking_loop(url: str, keys: list[tuple[str, str]], connections: int = 1
             sock.close()
     answered = 0
     while selector.get_map():
-        for key, _ in selector.select(timeout=15):
+        ready = selector.select(timeout=15)
+        if not ready:
+            raise BenchFailure("non-blocking loop: no answer for 15 s")
+        for key, _ in ready:
             sock, conn = key.fileobj, key.data
             conn.receive_data(sock.recv(65536))
             while (item := conn.next_event()) is not h11.NEED_DATA:

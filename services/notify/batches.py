@@ -65,13 +65,7 @@ class Sender:
             return 0
         taken = 1
         deadline = time.monotonic() + gather
-        while taken < wanted:
-            if self.slots.acquire(blocking=False):
-                taken += 1
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.slots.acquire(timeout=left):
-                break
+        while taken < wanted and self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             taken += 1
         return taken
 

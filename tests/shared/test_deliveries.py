@@ -40,6 +40,8 @@ def test_a_chunk_claims_in_order_and_reads_each_event_once(rt):
         assert rt.redis.hget(delivery_key(did_b), "state") == b"pending"
     assert set(by_sub) == {one.id, two.id}
     assert len(claims) == 4
+    claimed = [claim for claim in claims.values() if claim.outcome == "claimed"]
+    assert claimed[0].event is claimed[1].event  # one event body, returned and parsed once for the chunk
 
 
 def test_a_claim_without_its_event_or_subscription_says_so(rt):
