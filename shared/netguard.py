@@ -149,7 +149,8 @@ def _allowed(addr: IPAddress, allow_networks: Iterable[IPNetwork]) -> bool:
     return any(c.version == net.version and c in net for c in candidates for net in allow_networks)
 
 
-def _split(url: str) -> tuple[str, str, int]:
+def split_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute http(s) URL; InvalidURL otherwise."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -216,7 +217,7 @@ def check_url(
     `allow_networks`). One bad address refuses the whole name: the connection must not
     depend on which one is tried.
     """
-    _scheme, host, port = _split(url)
+    _scheme, host, port = split_url(url)
     addresses = _resolve_within(host, port, dns_timeout)
     for addr in addresses:
         reason = refusal_reason(addr)
@@ -294,7 +295,8 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
 _TLS: ssl.SSLContext | None = None
 
 
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
+    """The process's default verifying context (made once: loading the CA store is slow)."""
     global _TLS
     if _TLS is None:
         _TLS = ssl.create_default_context()
@@ -356,13 +358,13 @@ def _fetch_once(
     truncate: bool,
     pool: ConnectionPool | None = None,
 ) -> Response:
-    scheme, host, port = _split(url)
+    scheme, host, port = split_url(url)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DeadlineExceeded(total_timeout)
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    context = (tls_context or _tls_context()) if scheme == "https" else None
+    context = (tls_context or tls_context()) if scheme == "https" else None
     origin = (scheme, host, port, tuple(allow_networks), id(context) if context else 0)
     exchange = (method, target, body, headers, deadline, total_timeout, max_bytes, url, truncate)
     kept = pool.take(origin) if pool else None

@@ -1,26 +1,27 @@
-"""Many deliveries per task: read and claim them in bulk, send them from a thread pool.
+"""Many deliveries per task: read and claim them in bulk, send them without a thread each.
 
 One Celery task per delivery capped throughput at the broker's task rate, whatever the
 network could do. A `notify.deliver_batch` task takes up to dispatch.BATCH delivery ids:
 one script call reads their records, then they are claimed (one script call per chunk)
-only as sending threads become free, and each claimed one is sent in its own thread
-(services.notify.deliveries.complete) over the process's kept-alive connections
-(services.notify.transports.webhook.connections); the ends of attempts are recorded by
-one Finisher thread, as many per call as are waiting. Both a claim and a finish wait up
-to GATHER (2 ms) for more of their kind: a Redis call costs the worker more CPU than
-anything else an attempt does besides its POST, and a few calls of many cost far less
-than many of one or two (one process sending to a local receiver: 0.79 -> 0.65 ms of CPU
-per delivery).
+only as delivery slots become free (IN_FLIGHT per process). Each claimed webhook is handed
+to the process's non-blocking HTTP client (shared.netloop, through
+services.notify.transports.webhook), which sends every POST of the process from one thread
+over kept-alive connections: sixteen threads each blocked on a POST spent twice the CPU of
+the POSTs themselves handing the GIL around. An email is sent in a thread of its own. Each
+answer goes to one Finisher thread, which concludes the attempt (deliveries.conclude) and
+records the ends of attempts, as many per call as are waiting. Both a claim and a finish
+wait up to GATHER (2 ms) for more of their kind: a Redis call costs the worker more CPU
+than anything else an attempt does besides its POST, and a few calls of many cost far less
+than many of one or two.
 
-Isolation of slow subscribers: the threads belong to the worker process, not to a task.
-A delivery holds one thread for at most its transport's deadline (15 s for a webhook);
-a task waits for its own deliveries only SLOW_AFTER seconds, and whatever is still
-sending then finishes in the background while the process takes its next task. A task
-that finds no thread free for HAND_BACK_AFTER seconds (every one held by slow endpoints)
-claims nothing more: the rest of its batch goes back to the due set, due at once, for
-another process. A delivery is claimed only when a thread is ready to send it, so its
-lease (deliveries.LEASE_SECONDS) starts when the attempt does.
-"""
+Isolation of slow subscribers: the slots belong to the worker process, not to a task. A
+delivery holds one slot for at most its transport's deadline (15 s for a webhook); a task
+waits for its own deliveries only SLOW_AFTER seconds, and whatever is still sending then
+finishes in the background while the process takes its next task. A task that finds no
+slot free for HAND_BACK_AFTER seconds (every one held by slow endpoints) claims nothing
+more: the rest of its batch goes back to the due set, due at once, for another process. A
+delivery is claimed only when a slot is free to send it, so its lease
+(deliveries.LEASE_SECONDS) starts when the attempt does."""
 
 from __future__ import annotations
 
@@ -35,30 +36,32 @@ from itertools import groupby
 from queue import Empty, SimpleQueue
 
 from services.notify import deliveries
+from services.notify.transports import DeliveryError, Result
 from shared.deliveries import TERMINAL, Claim, DeliveryStore
 from shared.runtime import Runtime
 
 log = logging.getLogger("pressroom.notify")
 
-THREADS = 16  # deliveries in flight per worker process
+IN_FLIGHT = 16  # deliveries in flight per worker process
 HAND_BACK_AFTER = 1.0
 SLOW_AFTER = 2.0
 GATHER = 0.002  # how long a claim or a finish waits for more of its kind to share its Redis call
 
 
 class Sender:
-    """The sending threads of one process, the slots that say how many are free, and the
-    thread that records their attempts' ends (Finisher)."""
+    """The delivery slots of one process (how many attempts may be in flight), the threads
+    that send emails, and the thread that concludes attempts and records their ends (Finisher).
+    Webhooks take no thread of their own: the process's HTTP client (shared.netloop) sends them."""
 
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-        self.slots = threading.BoundedSemaphore(threads)
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="pressroom-deliver")
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.slots = threading.BoundedSemaphore(size)
+        self.executor = ThreadPoolExecutor(size, thread_name_prefix="pressroom-email")
         self.finisher = Finisher(self.slots)
         self.pid = os.getpid()
 
     def take(self, wanted: int, wait_seconds: float, gather: float = GATHER) -> int:
-        """Reserve up to `wanted` free threads, waiting up to `wait_seconds` for the first and
+        """Reserve up to `wanted` free slots, waiting up to `wait_seconds` for the first and
         then up to `gather` seconds for more (one claim call for several costs little more than
         for one); returns how many."""
         if wanted <= 0 or not self.slots.acquire(timeout=wait_seconds):
@@ -74,28 +77,41 @@ class Sender:
             self.slots.release()
 
     def start(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim) -> Future:
-        """Send one claimed delivery in a reserved thread. The slot is freed, and the returned
+        """Send one claimed delivery in a reserved slot. The slot is freed, and the returned
         future set to the outcome, once the attempt's end is recorded."""
         future: Future = Future()
-        self.executor.submit(self._run, rt, store, did, record, claim, future)
-        return future
-
-    def _run(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, future: Future) -> None:
-        queued = False
 
         def finish(did: str, claim: Claim, state: str, **details) -> None:
-            nonlocal queued
-            queued = True
             self.finisher.put(_Finish(store, did, claim, state, details, future))
 
+        def done(result: Result | DeliveryError) -> None:
+            self.finisher.put(_Conclude(rt, store, ready, result, future))
+
         try:
-            deliveries.complete(rt, store, did, record, claim, finish)
+            ready = deliveries.begin(did, record, claim, finish)
+            if isinstance(ready, deliveries.Attempt):
+                if ready.sub.channel == "webhook":
+                    deliveries.start_webhook(rt.settings, ready, done)
+                else:
+                    self.executor.submit(self._send_and_wait, rt, ready, done, future)
         except Exception:
-            # Redis failed under the attempt: its lease runs out and the due set hands it out again
-            log.exception("delivery %s: attempt %d not recorded", did, claim.attempt)
-        if not queued:
-            self.slots.release()
-            future.set_result("error")
+            self._lost(did, claim, future)
+        return future
+
+    def _send_and_wait(self, rt: Runtime, ready: deliveries.Attempt, done, future: Future) -> None:
+        try:
+            result: Result | DeliveryError = deliveries.send(rt.settings, ready.sub, ready.claim.event, ready.did)
+        except DeliveryError as exc:
+            result = exc
+        except Exception:
+            return self._lost(ready.did, ready.claim, future)
+        return done(result)
+
+    def _lost(self, did: str, claim: Claim, future: Future) -> None:
+        # its lease runs out and the due set hands it out again
+        log.exception("delivery %s: attempt %d not recorded", did, claim.attempt)
+        self.slots.release()
+        future.set_result("error")
 
 
 _OUTCOMES = {"delivered": "delivered", "pending": "retrying", "failed": "failed", "cancelled": "cancelled"}
@@ -111,10 +127,20 @@ class _Finish:
     future: Future
 
 
+@dataclass(frozen=True)
+class _Conclude:
+    rt: Runtime
+    store: DeliveryStore
+    attempt: deliveries.Attempt
+    result: Result | DeliveryError
+    future: Future
+
+
 class Finisher:
-    """One thread that records the ends of attempts from every sending thread, as many per
-    call as arrive within GATHER of the first (DeliveryStore.finish_many). A sending thread
-    goes on to its next delivery at once; its slot is freed when the end is recorded, so a
+    """One thread that concludes sent attempts (deliveries.conclude: the retry decision, the
+    subscriber's failure count) and records the ends of attempts, as many per call as arrive
+    within GATHER of the first (DeliveryStore.finish_many). Neither the HTTP client's thread
+    nor a sending thread waits on Redis; a slot is freed when its end is recorded, so a
     subscriber's next delivery (deferred behind the busy lock that the finish frees) never
     overtakes it."""
 
@@ -122,11 +148,11 @@ class Finisher:
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self.slots = slots
-        self.queue: SimpleQueue[_Finish] = SimpleQueue()
+        self.queue: SimpleQueue[_Finish | _Conclude] = SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="pressroom-finish", daemon=True)
         self.thread.start()
 
-    def put(self, item: _Finish) -> None:
+    def put(self, item: _Finish | _Conclude) -> None:
         self.queue.put(item)
 
     def _loop(self) -> None:
@@ -138,8 +164,24 @@ class Finisher:
                     items.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except Empty:
                     break
-            for store, group in groupby(items, key=lambda item: item.store):
+            ends = [end for item in items for end in (self._conclude(item) if isinstance(item, _Conclude) else [item])]
+            for store, group in groupby(ends, key=lambda item: item.store):
                 self._record(store, list(group))
+
+    def _conclude(self, item: _Conclude) -> list[_Finish]:
+        ends: list[_Finish] = []
+
+        def finish(did: str, claim: Claim, state: str, **details) -> None:
+            ends.append(_Finish(item.store, did, claim, state, details, item.future))
+
+        try:
+            deliveries.conclude(item.rt, item.attempt, item.result, finish)
+        except Exception:
+            log.exception("delivery %s: attempt %d not concluded", item.attempt.did, item.attempt.claim.attempt)
+            if not ends:  # its lease runs out and the due set hands it out again
+                self.slots.release()
+                item.future.set_result("error")
+        return ends
 
     def _record(self, store: DeliveryStore, group: list[_Finish]) -> None:
         try:
@@ -157,13 +199,13 @@ _senders: dict[int, Sender] = {}
 _senders_lock = threading.Lock()
 
 
-def sender(threads: int = THREADS) -> Sender:
+def sender(size: int = IN_FLIGHT) -> Sender:
     """This process's Sender (a forked child makes its own: threads do not survive a fork)."""
     with _senders_lock:
         current = _senders.get(os.getpid())
         if current is None:
             _senders.clear()
-            current = _senders[os.getpid()] = Sender(threads)
+            current = _senders[os.getpid()] = Sender(size)
         return current
 
 
@@ -190,7 +232,7 @@ def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> d
         if not free:
             store.hand_back(list(todo))
             outcomes["handed back"] += len(todo)
-            log.warning("every sending thread busy for %.0f s: %d deliveries handed back", HAND_BACK_AFTER, len(todo))
+            log.warning("every delivery slot busy for %.0f s: %d deliveries handed back", HAND_BACK_AFTER, len(todo))
             break
         chunk = {did: records[did] for did in (todo.popleft() for _ in range(free))}
         try:
@@ -216,9 +258,9 @@ def wait_idle(pool: Sender | None = None, timeout: float = 30.0) -> bool:
     pool = pool or sender()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        taken = pool.take(pool.threads, 0.05)
+        taken = pool.take(pool.size, 0.05)
         pool.give_back(taken)
-        if taken == pool.threads:
+        if taken == pool.size:
             return True
         time.sleep(0.02)
     return False

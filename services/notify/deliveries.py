@@ -2,17 +2,21 @@
 
 Every attempt is recorded in the delivery's state (shared.deliveries) before and after it
 runs and appended to the subscription's log. At most one attempt per subscription is in
-flight (the claim takes a short per-subscriber lock): a slow endpoint ties up one sending
-thread, never the pool, and its other deliveries wait their turn in the due set instead of
+flight (the claim takes a short per-subscriber lock): a slow endpoint holds one delivery
+slot, never the pool, and its other deliveries wait their turn in the due set instead of
 in a worker. `attempt` is one delivery start to end (three Redis round trips: read the
-record, claim, finish); services.notify.batches reads and claims many at once and calls
-`complete` for each claimed one in a thread of its own.
+record, claim, finish). services.notify.batches reads and claims many at once and splits
+each attempt in three: `begin` (the checks), the send (a webhook handed to the process's
+non-blocking HTTP client, `start_webhook`; an email in a thread, `complete`), and
+`conclude` (the outcome, run when the answer is in).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.notify import retries
@@ -26,15 +30,23 @@ log = logging.getLogger("pressroom.notify")
 
 LEASE_SECONDS = 60  # longer than any transport's own timeout
 
+Finish = Callable[..., None]  # finish(did, claim, state, **details), as DeliveryStore.finish
+
 
 def send(settings: Settings, sub: Subscription, event: dict, did: str) -> Result:
-    """Deliver one event to one subscriber by its channel; raises DeliveryError."""
+    """Deliver one event to one subscriber by its channel and wait; raises DeliveryError."""
     if sub.channel == "webhook":
         payload = webhook.body(event)
         return webhook.send(settings, sub.target, sub.signing_keys(), webhook_id(did), payload)
     started = time.monotonic()
     result = email.send(settings, email.notification_message(settings, sub, event, did))
     return Result(result.status, int((time.monotonic() - started) * 1000), result.answer)
+
+
+def start_webhook(settings: Settings, attempt: Attempt, done: Callable[[Result | DeliveryError], None]) -> None:
+    """Send a webhook attempt without waiting: `done` gets its outcome on the HTTP client's thread."""
+    payload = webhook.body(attempt.claim.event)
+    webhook.start(settings, attempt.sub.target, attempt.sub.signing_keys(), webhook_id(attempt.did), payload, done)
 
 
 def attempt(rt: Runtime, did: str) -> str:
@@ -52,13 +64,19 @@ def attempt(rt: Runtime, did: str) -> str:
     return complete(rt, store, did, record, claim)
 
 
-def complete(rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, finish=None) -> str:
-    """Send a claimed delivery and record the outcome (delivered, retrying, failed, cancelled).
+@dataclass(frozen=True)
+class Attempt:
+    """A claimed delivery that can be sent: its active subscription and the start of its log line."""
 
-    `finish(did, claim, state, **details)` records the end of the attempt (default
-    `store.finish`; services.notify.batches passes one that shares round trips).
-    """
-    finish = finish or store.finish
+    did: str
+    claim: Claim
+    sub: Subscription
+    entry: dict
+
+
+def begin(did: str, record: dict, claim: Claim, finish: Finish) -> Attempt | str:
+    """The checks before sending. A delivery that cannot be sent (its subscription paused or
+    deleted, its event expired) is finished here and its outcome returned instead."""
     entry = {"delivery_id": did, "event": record["type"], "article_id": record["article"],
              "version": int(record["version"]), "attempt": claim.attempt}
     sub = Subscription.from_hash(claim.subscription) if claim.subscription else None
@@ -71,19 +89,44 @@ def complete(rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: C
         reason = "event expired before delivery"
         finish(did, claim, "failed", error=reason, log_entry=_entry(entry, "failed", error=reason))
         return "failed"
+    return Attempt(did, claim, sub, entry)
+
+
+def complete(
+    rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, finish: Finish | None = None
+) -> str:
+    """Send a claimed delivery, wait, and record the outcome (delivered, retrying, failed, cancelled).
+
+    `finish(did, claim, state, **details)` records the end of the attempt (default
+    `store.finish`; services.notify.batches passes one that shares round trips).
+    """
+    finish = finish or store.finish
+    ready = begin(did, record, claim, finish)
+    if isinstance(ready, str):
+        return ready
     try:
-        result = send(rt.settings, sub, claim.event, did)
+        result: Result | DeliveryError = send(rt.settings, ready.sub, claim.event, did)
     except DeliveryError as exc:
-        return _failed(rt, finish, sub, did, claim, entry, exc)
+        result = exc
+    return conclude(rt, ready, result, finish)
+
+
+def conclude(rt: Runtime, attempt: Attempt, result: Result | DeliveryError, finish: Finish) -> str:
+    """Record a sent attempt's outcome and decide what comes next; returns delivered, retrying or failed."""
+    did, claim, sub = attempt.did, attempt.claim, attempt.sub
+    if isinstance(result, DeliveryError):
+        return _failed(rt, finish, sub, did, claim, attempt.entry, result)
     finish(did, claim, "delivered", http_status=result.status,
-                 log_entry=_entry(entry, "delivered", result.status, result.latency_ms, result.answer))
+           log_entry=_entry(attempt.entry, "delivered", result.status, result.latency_ms, result.answer))
     if sub.failing_since:
         SubscriptionStore(rt.redis).record_success(sub.id)
     log.info("delivered %s to %s (attempt %d, %s)", did, sub.id, claim.attempt, result.status)
     return "delivered"
 
 
-def _failed(rt: Runtime, finish, sub: Subscription, did: str, claim: Claim, entry: dict, exc: DeliveryError) -> str:
+def _failed(
+    rt: Runtime, finish: Finish, sub: Subscription, did: str, claim: Claim, entry: dict, exc: DeliveryError
+) -> str:
     subs = SubscriptionStore(rt.redis)
     now = time.time()
     error = str(exc)

@@ -19,7 +19,7 @@ from tests.notify.helpers import article_event, log, queue, record, subscribe
 @pytest.fixture
 def sender():
     """A Sender of the test's own, so no other test's background sends share its threads."""
-    own = batches.Sender(batches.THREADS)
+    own = batches.Sender(batches.IN_FLIGHT)
     yield own
     batches.wait_idle(own)
     own.executor.shutdown(wait=True)
@@ -30,7 +30,7 @@ def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt,
     subs = [subscribe(notify_rt, receiver.url) for _ in range(60)]
     receiver.secrets = [secret for _sub, secret in subs]
     ids = queue(notify_rt, article_event())
-    opened = webhook.connections().opened
+    opened = webhook.client().opened
     assert batches.deliver_batch(notify_rt, ids, sender) == {"delivered": 60}
     assert sorted(r["headers"]["webhook-id"] for r in receiver.requests) == sorted(webhook_id(d) for d in ids)
     for sub, secret in subs:
@@ -38,8 +38,8 @@ def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt,
         (entry,) = log(notify_rt, sub.id)
         assert entry["status"] == "delivered" and entry["attempt"] == 1
     assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
-    new_connections = webhook.connections().opened - opened
-    assert 1 <= new_connections <= batches.THREADS < 60  # kept alive, not one connection per delivery
+    new_connections = webhook.client().opened - opened
+    assert 1 <= new_connections <= batches.IN_FLIGHT < 60  # kept alive, not one connection per delivery
 
 
 def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receivers, sender, monkeypatch):

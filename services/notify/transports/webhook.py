@@ -1,31 +1,41 @@
-"""Webhook transport: one Standard Webhooks POST through netguard, the only outbound HTTP path.
+"""Webhook transport: one Standard Webhooks POST through the SSRF guard (shared.netguard).
 
-Deliveries share one netguard.ConnectionPool per process, so the many deliveries to one
-receiver host reuse kept-alive connections (each new one resolved and checked by the
-SSRF guard when it is opened) instead of a TCP connection each.
+Deliveries of a process share one non-blocking client (shared.netloop): a POST costs no
+thread while its receiver answers, the many deliveries to one receiver host reuse
+kept-alive connections, and each new connection is resolved and checked by the guard
+when it is opened.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
+import os
+import threading
+from collections.abc import Callable
 
 from services.notify.retries import parse_retry_after
 from services.notify.transports import DeliveryError, Result
-from shared import netguard, signatures
+from shared import netguard, netloop, signatures
 from shared.settings import Settings
 
 CONNECT_TIMEOUT = 5.0
 TOTAL_TIMEOUT = 15.0
 ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
-KEEP_PER_HOST = 16  # idle connections kept per receiver origin: one per sending thread (batches.THREADS)
+KEEP_PER_HOST = 16  # idle connections kept per receiver origin: one per delivery in flight (batches.IN_FLIGHT)
+
+_clients: dict[int, netloop.Client] = {}
+_clients_lock = threading.Lock()
 
 
-@cache
-def connections() -> netguard.ConnectionPool:
-    """This process's kept connections (the pool itself forgets a parent's after a fork)."""
-    return netguard.ConnectionPool(per_origin=KEEP_PER_HOST)
+def client() -> netloop.Client:
+    """This process's HTTP client (a forked child makes its own: the loop thread does not survive a fork)."""
+    with _clients_lock:
+        current = _clients.get(os.getpid())
+        if current is None:
+            _clients.clear()
+            current = _clients[os.getpid()] = netloop.Client(per_origin=KEEP_PER_HOST)
+        return current
 
 
 def body(event: dict) -> bytes:
@@ -43,27 +53,48 @@ def headers(keys: list[bytes], msg_id: str, payload: bytes, timestamp: int | Non
     return {**signed, "Content-Type": "application/json", "User-Agent": USER_AGENT}
 
 
+def start(settings: Settings, url: str, keys: list[bytes], msg_id: str, payload: bytes,
+          done: Callable[[Result | DeliveryError], None]) -> None:
+    """POST one notification without waiting for it: `done` gets a Result (2xx) or a
+    DeliveryError on the client's loop thread, so it must hand the outcome on, not act on it."""
+    client().request(url, lambda answer: done(outcome(answer)), **_request(settings, keys, msg_id, payload))
+
+
 def send(settings: Settings, url: str, keys: list[bytes], msg_id: str, payload: bytes) -> Result:
-    """POST one notification; 2xx is success. Raises DeliveryError (410 and refused
-    addresses disable the subscription; 429/503 carry Retry-After; the rest are retried)."""
+    """POST one notification and wait for it: returns a Result or raises DeliveryError."""
     try:
-        response = netguard.fetch(
-            url, method="POST", body=payload, headers=headers(keys, msg_id, payload),
-            allow_networks=settings.webhook_allow_networks, connect_timeout=CONNECT_TIMEOUT,
-            total_timeout=TOTAL_TIMEOUT, max_bytes=ANSWER_BYTES, truncate=True, pool=connections(),
-        )
-    except (netguard.BlockedAddress, netguard.InvalidURL) as exc:
-        raise DeliveryError(str(exc), disable=True) from None
-    except netguard.FetchError as exc:
-        raise DeliveryError(str(exc)) from None
-    latency = int(response.elapsed * 1000)
-    answer = response.body[:ANSWER_BYTES].decode("utf-8", errors="replace")
-    if 200 <= response.status < 300:
-        return Result(response.status, latency, answer)
-    detail = {"status": response.status, "latency_ms": latency, "answer": answer}
-    if response.status == 410:
-        raise DeliveryError("the receiver answered 410 Gone", disable=True, **detail)
+        answer: netguard.Response | Exception = client().fetch(url, **_request(settings, keys, msg_id, payload))
+    except Exception as exc:
+        answer = exc
+    result = outcome(answer)
+    if isinstance(result, DeliveryError):
+        raise result
+    return result
+
+
+def _request(settings: Settings, keys: list[bytes], msg_id: str, payload: bytes) -> dict:
+    return {"method": "POST", "body": payload, "headers": headers(keys, msg_id, payload),
+            "allow_networks": settings.webhook_allow_networks, "connect_timeout": CONNECT_TIMEOUT,
+            "total_timeout": TOTAL_TIMEOUT, "max_bytes": ANSWER_BYTES, "truncate": True}
+
+
+def outcome(answer: netguard.Response | Exception) -> Result | DeliveryError:
+    """What an answer (or a failure to get one) means for the delivery: 2xx is success; 410 and
+    refused addresses disable the subscription; 429/503 carry Retry-After; the rest are retried."""
+    if isinstance(answer, netguard.BlockedAddress | netguard.InvalidURL):
+        return DeliveryError(str(answer), disable=True)
+    if isinstance(answer, netguard.FetchError):
+        return DeliveryError(str(answer))
+    if isinstance(answer, Exception):
+        return DeliveryError(f"{type(answer).__name__}: {answer}")
+    latency = int(answer.elapsed * 1000)
+    text = answer.body[:ANSWER_BYTES].decode("utf-8", errors="replace")
+    if 200 <= answer.status < 300:
+        return Result(answer.status, latency, text)
+    detail = {"status": answer.status, "latency_ms": latency, "answer": text}
+    if answer.status == 410:
+        return DeliveryError("the receiver answered 410 Gone", disable=True, **detail)
     retry_after = None
-    if response.status in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-    raise DeliveryError(f"the receiver answered {response.status}", retry_after=retry_after, **detail)
+    if answer.status in (429, 503):
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+    return DeliveryError(f"the receiver answered {answer.status}", retry_after=retry_after, **detail)
