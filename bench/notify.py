@@ -4,14 +4,13 @@
    receiver (its own process, 127.0.0.1, HTTP/1.1 keep-alive). One `notify.article_event`
    task goes to real notify workers (`pressroom worker notify`, prefork) and the
    scheduler; the clock stops when the receiver has answered every delivery. Baselines in
-   the same run: a bare loop of the same signed POSTs through the same HTTP client
-   (shared.netguard.fetch with a netguard.ConnectionPool, as the webhook transport uses
-   it) in 1, 8 and 16 threads (16 = the sending threads of one worker process), and the
-   same loop opening a new connection per POST (the client as it was before batching);
-   the same POSTs from one thread over 16 kept-alive non-blocking sockets (HTTP/1.1 by
-   h11), the floor a worker sending all its webhooks from one such loop would set; and
-   the floor that one Celery task per delivery would set: as many `notify.deliver`
-   tasks that find no delivery, through the same workers.
+   the same run: a bare loop of the same signed POSTs through the client Pressroom sends
+   webhooks with (shared.netloop: one non-blocking loop thread, the SSRF guard on every
+   new connection), 16 in flight as in one worker process; the same POSTs from 1 and 16
+   blocking threads over plain kept-alive http.client connections (the threaded sender
+   Pressroom had before), and through netguard.fetch with a new connection per POST (the
+   client before batching); and the floor that one Celery task per delivery would set: as
+   many `notify.deliver` tasks that find no delivery, through the same workers.
 2. Fan-out: 100,000 subscriptions that follow the article's topics, beside 25,000 that
    follow others; the time to match and create every delivery record (the functions the
    fan-out and batch tasks run, in this process, on a real Redis), against reading every
@@ -25,11 +24,10 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
+import http.client
 import json
 import os
-import selectors
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -39,13 +37,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import h11
 from _common import BenchFailure, Children, wait_until
 
 from pressroom import processes
-from services.notify import matching
+from services.notify import batches, matching
 from services.notify.transports import webhook
-from shared import netguard, tasknames
+from shared import netguard, netloop, tasknames
 from shared.celery_app import create_celery
 from shared.deliveries import delivery_key, event_key, webhook_id
 from shared.runtime import Runtime
@@ -53,7 +50,7 @@ from shared.settings import Settings, parse_webhook_secret
 from shared.subscriptions import ALL_SUBSCRIPTIONS, Subscription, SubscriptionStore, _index, sub_key
 
 LOOPBACK = "127.0.0.0/8"
-BARE_THREADS = (1, 8, 16)
+BARE_THREADS = (1, 16)
 
 
 def receiver_main(port: int) -> None:
@@ -138,16 +135,28 @@ def signed_post(ev: dict, sid: str, secret: str) -> tuple[bytes, dict[str, str]]
 
 
 def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: bool = True) -> float:
-    """The same signed POSTs through the same client, no Pressroom around them; returns seconds."""
+    """The same signed POSTs from `threads` blocking threads, no Pressroom around them: kept
+    alive, one plain http.client connection per thread (the client of a simple sender, guard
+    paid once per connection so left out); otherwise through netguard.fetch, a new checked
+    connection per POST. Returns seconds."""
     ev = event(["Defence"])
     allow = (_loopback(),)
-    pool = netguard.ConnectionPool(per_origin=max(threads, 1)) if keep_alive else None
+    parts = urlsplit(url)
+    local = threading.local()
 
     def post(item):
         payload, headers = signed_post(ev, *item)
-        response = netguard.fetch(url, method="POST", body=payload, headers=headers, allow_networks=allow,
-                                  connect_timeout=5, total_timeout=15, max_bytes=200, truncate=True, pool=pool)
-        assert response.status == 204, response.status
+        if not keep_alive:
+            status = netguard.fetch(url, method="POST", body=payload, headers=headers, allow_networks=allow,
+                                    connect_timeout=5, total_timeout=15, max_bytes=200, truncate=True).status
+        else:
+            if not hasattr(local, "conn"):
+                local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+            local.conn.request("POST", parts.path, body=payload, headers=headers)
+            answer = local.conn.getresponse()
+            answer.read(200)
+            status = answer.status
+        assert status == 204, status
 
     started = time.perf_counter()
     if threads == 1:
@@ -157,70 +166,41 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: b
         with concurrent.futures.ThreadPoolExecutor(threads) as pool_threads:
             list(pool_threads.map(post, keys))
     elapsed = time.perf_counter() - started
-    if pool is not None:
-        print(f"  bare loop, {threads} thread(s): {n_rate(len(keys), elapsed)} /s over {pool.opened} connection(s)",
-              flush=True)
-        pool.close()
-    else:
-        print(f"  bare loop, {threads} thread(s), a new connection per POST: {n_rate(len(keys), elapsed)} /s",
-              flush=True)
+    kind = "kept-alive connection(s)" if keep_alive else "a new connection per POST"
+    print(f"  bare loop, {threads} blocking thread(s), {kind}: {n_rate(len(keys), elapsed)} /s", flush=True)
     return elapsed
 
 
-def nonblocking_loop(url: str, keys: list[tuple[str, str]], connections: int = 16) -> float:
-    """The same signed POSTs from ONE thread over `connections` kept-alive sockets, each sent as
-    soon as its socket's previous answer is read (selectors; HTTP/1.1 framed by h11): the floor
-    that a worker process sending all its webhooks from one non-blocking loop would set.
-    Loopback only, so no SSRF check (the kept-alive loops pay it once per connection). Returns
-    seconds."""
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port
+def client_loop(url: str, keys: list[tuple[str, str]], in_flight: int = batches.IN_FLIGHT) -> float:
+    """The same signed POSTs through the client Pressroom sends webhooks with (shared.netloop,
+    one non-blocking loop thread, the SSRF guard on each new connection), `in_flight` at a
+    time as a notify worker process keeps them, from a bare loop. Returns seconds."""
     ev = event(["Defence"])
-    todo = iter(keys)
-    selector = selectors.DefaultSelector()
+    allow = (_loopback(),)
+    client = netloop.Client(per_origin=in_flight)
+    slots = threading.Semaphore(in_flight)
+    failures: list = []
 
-    def send_next(sock: socket.socket, conn: h11.Connection) -> bool:
-        item = next(todo, None)
-        if item is None:
-            return False
-        payload, signed = signed_post(ev, *item)
-        headers = [("Host", f"{host}:{port}"), ("Content-Length", str(len(payload))), *signed.items()]
-        sock.sendall(conn.send(h11.Request(method="POST", target=parts.path, headers=headers))
-                     + conn.send(h11.Data(data=payload)) + conn.send(h11.EndOfMessage()))
-        return True
+    def done(answer) -> None:
+        if isinstance(answer, Exception) or answer.status != 204:
+            failures.append(answer)
+        slots.release()
 
     started = time.perf_counter()
-    for _ in range(connections):
-        sock = socket.create_connection((host, port))
-        conn = h11.Connection(h11.CLIENT)
-        if send_next(sock, conn):
-            selector.register(sock, selectors.EVENT_READ, conn)
-        else:
-            sock.close()
-    answered = 0
-    while selector.get_map():
-        ready = selector.select(timeout=15)
-        if not ready:
-            raise BenchFailure("non-blocking loop: no answer for 15 s")
-        for key, _ in ready:
-            sock, conn = key.fileobj, key.data
-            conn.receive_data(sock.recv(65536))
-            while (item := conn.next_event()) is not h11.NEED_DATA:
-                if isinstance(item, h11.Response) and item.status_code != 204:
-                    raise BenchFailure(f"non-blocking loop: the receiver answered {item.status_code}")
-                if isinstance(item, h11.EndOfMessage):
-                    answered += 1
-                    conn.start_next_cycle()
-                    if not send_next(sock, conn):
-                        selector.unregister(sock)
-                        sock.close()
-                    break
-                if isinstance(item, h11.ConnectionClosed):
-                    raise BenchFailure("non-blocking loop: the receiver closed a kept-alive connection")
+    for item in keys:
+        if not slots.acquire(timeout=15):
+            raise BenchFailure("same-client loop: no answer for 15 s")
+        payload, headers = signed_post(ev, *item)
+        client.request(url, done, method="POST", body=payload, headers=headers, allow_networks=allow,
+                       connect_timeout=5, total_timeout=15, max_bytes=200, truncate=True)
+    for _ in range(in_flight):
+        if not slots.acquire(timeout=15):
+            raise BenchFailure("same-client loop: no answer for 15 s")
     elapsed = time.perf_counter() - started
-    if answered != len(keys):
-        raise BenchFailure(f"non-blocking loop: {answered} of {len(keys)} POSTs answered")
-    print(f"  one thread, non-blocking, {connections} connections: {n_rate(len(keys), elapsed)} /s", flush=True)
+    if failures:
+        raise BenchFailure(f"same-client loop: {len(failures)} failed, e.g. {failures[0]!r}")
+    print(f"  bare loop, same client, {in_flight} in flight: {n_rate(len(keys), elapsed)} /s over "
+          f"{client.opened} connection(s)", flush=True)
     return elapsed
 
 
@@ -267,11 +247,11 @@ def main() -> int:
             bare_cpu[threads] = tuple(cpu1[p] - cpu0[p] for p in ("benchmark client", "receiver"))
         bare_new_conn = n / bare_loop(hook, keys, 8, keep_alive=False)
         cpu0 = children.cpu_by_process()
-        nonblocking = n / nonblocking_loop(hook, keys)
+        same = n / client_loop(hook, keys)
         cpu1 = children.cpu_by_process()
-        nonblocking_cpu = {p: cpu1[p] - cpu0[p] for p in ("benchmark client", "receiver")}
+        same_cpu = {p: cpu1[p] - cpu0[p] for p in ("benchmark client", "receiver")}
         before = received(base)
-        assert before == (len(BARE_THREADS) + 2) * n, before
+        assert before == (len(BARE_THREADS) + 2) * n, before  # the threaded loops, new connections, same client
 
         print(f"worker, scheduler, receiver and Redis logs: {workdir}", flush=True)
         me = [sys.executable, "-m", "pressroom.cli"]
@@ -329,46 +309,44 @@ def main() -> int:
         scan_s = time.perf_counter() - started
         assert seen == fan + fan // 4, seen
 
-        best = max(bare.values())
+        best = max(*bare.values(), same)
         report = {
             "subscriptions": n, "concurrency": args.concurrency,
             "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
             **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
-            "nonblocking_16_per_s": nonblocking, "celery_floor_per_s": n / floor,
+            "same_client_per_s": same, "celery_floor_per_s": n / floor,
             "ratio_to_best_bare": n / pressroom / best,
             "extra_requests": extra, "delivery_states": states,
             "first_delivery_recorded_after_s": first_done - sent_at,
             "last_record_created_after_s": last_created - sent_at, "pressroom_cpu_s": pressroom_cpu,
             "bare_cpu_s": {t: {"client": c, "receiver": r} for t, (c, r) in bare_cpu.items()},
-            "nonblocking_cpu_s": {"client": nonblocking_cpu["benchmark client"],
-                                  "receiver": nonblocking_cpu["receiver"]},
+            "same_client_cpu_s": {"client": same_cpu["benchmark client"], "receiver": same_cpu["receiver"]},
             "fanout_subscriptions": fan + fan // 4, "fanout_matched": matched, "fanout_match_s": match_s,
             "fanout_s": fan_s, "scan_all_s": scan_s,
         }
         print(json.dumps(report, indent=2))
         rows = "\n".join(
-            f"  bare loop, same client kept alive, {t:2d} thread(s) {rate:8.1f} /s   ratio {n / pressroom / rate:6.3f}"
+            f"  bare loop, http.client kept alive, {t:2d} thread(s) {rate:7.1f} /s   ratio {n / pressroom / rate:6.3f}"
             for t, rate in bare.items()
         )
         bare_cpu_lines = "\n".join(
             f"  CPU ms per POST, bare loop {t:2d} thread(s)      {cpu_line({'client': c, 'receiver': r}, n)}"
             for t, (c, r) in bare_cpu.items()
         )
-        nonblocking_cpu_line = cpu_line(
-            {"client": nonblocking_cpu["benchmark client"], "receiver": nonblocking_cpu["receiver"]}, n)
+        same_cpu_line = cpu_line({"client": same_cpu["benchmark client"], "receiver": same_cpu["receiver"]}, n)
         print(f"""
 deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
   Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
+  bare loop, same client (netloop), 16 in flight {same:7.1f} /s   ratio {n / pressroom / same:6.3f}
 {rows}
   bare loop, a new connection per POST, 8 threads {bare_new_conn:7.1f} /s   ratio {n / pressroom / bare_new_conn:6.3f}
   ratio Pressroom / best bare loop               {n / pressroom / best:8.3f}
-  one thread, non-blocking, 16 connections (h11) {nonblocking:7.1f} /s   ratio {n / pressroom / nonblocking:6.3f}
   floor of one task per delivery (same workers)  {n / floor:8.1f} tasks/s  ratio {floor / pressroom:6.3f}
   requests beyond one per subscription           {extra}
   first delivery recorded / last record created  +{first_done - sent_at:.2f} s / +{last_created - sent_at:.2f} s
   CPU ms per delivery, Pressroom                 {cpu_line(pressroom_cpu, n)}
 {bare_cpu_lines}
-  CPU ms per POST, one thread, non-blocking    {nonblocking_cpu_line}
+  CPU ms per POST, bare loop, same client       {same_cpu_line}
 fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
   match (index union)                            {match_s * 1000:8.1f} ms
   match + create every delivery record           {fan_s:8.2f} s   ({matched / fan_s:,.0f} deliveries/s)

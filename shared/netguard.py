@@ -10,11 +10,6 @@ that changes between check and connect (DNS rebinding) cannot redirect the reque
 
 `fetch` never hangs past `total_timeout`, never reads more than `max_bytes`, and does not
 follow redirects unless asked (each hop is checked again).
-
-A `ConnectionPool` passed to `fetch` keeps answered connections open for the next request
-to the same (scheme, host, port, allowed networks, TLS context). Only a new connection
-resolves the name, and it is checked exactly as above before it is opened, so a kept
-connection always leads to an address the guard accepted; it is dropped once idle or old.
 """
 
 from __future__ import annotations
@@ -22,13 +17,10 @@ from __future__ import annotations
 import http.client
 import io
 import ipaddress
-import os
-import select
 import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -270,7 +262,6 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self.address = address
-        self.opened_at = time.monotonic()
 
     def _open(self) -> socket.socket:
         sock = socket.create_connection((str(self.address), self.port), self.timeout)
@@ -295,7 +286,7 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
 _TLS: ssl.SSLContext | None = None
 
 
-def tls_context() -> ssl.SSLContext:
+def default_tls_context() -> ssl.SSLContext:
     """The process's default verifying context (made once: loading the CA store is slow)."""
     global _TLS
     if _TLS is None:
@@ -316,7 +307,6 @@ def fetch(
     follow_redirects: int = 0,
     tls_context: ssl.SSLContext | None = None,
     truncate: bool = False,
-    pool: ConnectionPool | None = None,
 ) -> Response:
     """Send one request to a checked address and read the whole answer.
 
@@ -325,7 +315,6 @@ def fetch(
     (for callers that only log the first bytes, such as webhook deliveries).
     Raises InvalidURL, BlockedAddress, ResponseTooLarge, DeadlineExceeded, or FetchError
     for network failures (`transient` False when retrying cannot help).
-    With `pool`, an open connection to the same origin is reused and a new one kept after it.
     """
     started = time.monotonic()
     deadline = started + total_timeout
@@ -333,7 +322,7 @@ def fetch(
     while True:
         response = _fetch_once(
             url, method, body, headers or {}, allow_networks, connect_timeout, total_timeout, deadline,
-            max_bytes, tls_context, truncate, pool,
+            max_bytes, tls_context, truncate,
         )
         location = response.headers.get("location")
         if response.status not in REDIRECTS or not location or hops >= follow_redirects:
@@ -356,7 +345,6 @@ def _fetch_once(
     max_bytes: int,
     tls_context: ssl.SSLContext | None,
     truncate: bool,
-    pool: ConnectionPool | None = None,
 ) -> Response:
     scheme, host, port = split_url(url)
     remaining = deadline - time.monotonic()
@@ -364,17 +352,7 @@ def _fetch_once(
         raise DeadlineExceeded(total_timeout)
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    context = (tls_context or tls_context()) if scheme == "https" else None
-    origin = (scheme, host, port, tuple(allow_networks), id(context) if context else 0)
-    exchange = (method, target, body, headers, deadline, total_timeout, max_bytes, url, truncate)
-    kept = pool.take(origin) if pool else None
-    if kept is not None:
-        try:
-            return _exchange_and_keep(kept, exchange, pool, origin)
-        except _StaleConnection:
-            pass  # the server had closed the kept connection before it saw the request: open a new one
-        if deadline - time.monotonic() <= 0:
-            raise DeadlineExceeded(total_timeout)
+    context = (tls_context or default_tls_context()) if scheme == "https" else None
     addresses = check_url(url, allow_networks, dns_timeout=min(connect_timeout, deadline - time.monotonic()))
     last_error: Exception | None = None
     for address in addresses:
@@ -395,38 +373,12 @@ def _fetch_once(
             conn.close()
             last_error = exc
             continue
-        if pool is not None:
-            pool.count_new()
         try:
-            return _exchange_and_keep(conn, exchange, pool, origin, fresh=True)
-        except _StaleConnection as exc:  # only a reused connection is stale; a new one failing is a failure
-            raise FetchError(f"{exc} talking to {host}", transient=True) from None
+            return _exchange(conn, method, target, body, headers, deadline, total_timeout, max_bytes, url, truncate)
+        finally:
+            conn.close()
     kind = "timed out" if isinstance(last_error, TimeoutError) else "failed"
     raise FetchError(f"connection to {host}:{port} {kind}: {last_error}", transient=True)
-
-
-def _exchange_and_keep(
-    conn: _PinnedHTTPConnection, exchange: tuple, pool: ConnectionPool | None, origin: tuple, fresh: bool = False
-) -> Response:
-    """One request on `conn`; the connection goes back to `pool` if the answer leaves it usable."""
-    keep = pool is not None
-    try:
-        response, reusable = _exchange(conn, *exchange, keep=keep, reused=not fresh)
-    except BaseException:
-        conn.close()
-        raise
-    if keep and reusable:
-        pool.give(origin, conn)
-    else:
-        conn.close()
-    return response
-
-
-class _StaleConnection(Exception):
-    """A kept connection turned out closed before any answer: the request can go on a new one."""
-
-
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 def _exchange(
@@ -440,16 +392,9 @@ def _exchange(
     max_bytes: int,
     url: str,
     truncate: bool = False,
-    keep: bool = False,
-    reused: bool = False,
-) -> tuple[Response, bool]:
-    """Send the request and read the answer under the deadline; returns it and whether the
-    connection may carry another request (only with `keep`: the answer was read to its end
-    and the server did not ask to close). Raises _StaleConnection when a `reused` connection
-    fails before any answer arrived."""
+) -> Response:
+    """Send the request and read the answer under the deadline; the socket is closed after."""
     sock = conn.sock
-    reusable = False
-    answered = False
     try:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -458,7 +403,6 @@ def _exchange(
         conn.request(method, target, body=body, headers=headers)
         conn.sock = _DeadlineSocket(sock, deadline, total_timeout)
         raw = conn.getresponse()
-        answered = True
         answer_headers = {k.lower(): v for k, v in raw.getheaders()}
         declared = answer_headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes and not truncate:
@@ -473,95 +417,14 @@ def _exchange(
             size += len(chunk)
             if size > max_bytes:
                 if truncate:
-                    return Response(raw.status, answer_headers, b"".join(chunks)[:max_bytes], 0.0, url), False
+                    return Response(raw.status, answer_headers, b"".join(chunks)[:max_bytes], 0.0, url)
                 raise ResponseTooLarge(max_bytes)
-        reusable = keep and raw.isclosed() and not raw.will_close and conn.sock is not None
-        return Response(raw.status, answer_headers, b"".join(chunks), 0.0, url), reusable
+        return Response(raw.status, answer_headers, b"".join(chunks), 0.0, url)
     except FetchError:
         raise
     except TimeoutError:
         raise DeadlineExceeded(total_timeout) from None
-    except _STALE as exc:
-        if reused and not answered:
-            raise _StaleConnection(f"{type(exc).__name__}: {exc}") from None
-        raise FetchError(f"{type(exc).__name__} talking to {conn.host}: {exc}", transient=True) from None
     except (http.client.HTTPException, OSError) as exc:
         raise FetchError(f"{type(exc).__name__} talking to {conn.host}: {exc}", transient=True) from None
     finally:
-        if reusable:
-            conn.sock = sock
-        else:
-            sock.close()
-
-
-class ConnectionPool:
-    """Open connections kept between requests, per origin, for one process.
-
-    Thread-safe: each request takes a connection out (or opens a new one) and gives it back
-    when the answer leaves it usable, so threads never share a connection. At most
-    `per_origin` idle connections are kept for each origin; one idle for `idle_seconds`, or
-    opened `max_age` seconds ago, is closed instead of reused (the age bounds how long a
-    name's old address is used after its DNS changes). A forked child starts empty.
-    """
-
-    def __init__(self, per_origin: int = 16, idle_seconds: float = 30.0, max_age: float = 300.0) -> None:
-        self.per_origin, self.idle_seconds, self.max_age = per_origin, idle_seconds, max_age
-        self._idle: dict[tuple, deque] = {}
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self.opened = 0  # new connections made for requests through this pool (tests and benchmarks read it)
-
-    def take(self, origin: tuple) -> _PinnedHTTPConnection | None:
-        """An idle, still open connection to `origin`, or None."""
-        now = time.monotonic()
-        while True:
-            with self._lock:
-                self._after_fork()
-                idle = self._idle.get(origin)
-                if not idle:
-                    return None
-                conn, since = idle.pop()
-            if now - since <= self.idle_seconds and now - conn.opened_at <= self.max_age and not _dropped(conn.sock):
-                return conn
-            conn.close()
-
-    def give(self, origin: tuple, conn: _PinnedHTTPConnection) -> None:
-        with self._lock:
-            self._after_fork()
-            idle = self._idle.setdefault(origin, deque())
-            if len(idle) < self.per_origin:
-                idle.append((conn, time.monotonic()))
-                return
-        conn.close()
-
-    def count_new(self) -> None:
-        with self._lock:
-            self.opened += 1
-
-    def idle_count(self, origin_host: str | None = None) -> int:
-        with self._lock:
-            return sum(len(q) for key, q in self._idle.items() if origin_host is None or key[1] == origin_host)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for queue in idle.values():
-            for conn, _since in queue:
-                conn.close()
-
-    def _after_fork(self) -> None:
-        if self._pid != os.getpid():  # the parent's sockets are not ours to use
-            self._idle, self._pid = {}, os.getpid()
-
-
-def _dropped(sock) -> bool:
-    """Whether an idle connection can no longer carry a request: closed by the server (readable
-    at EOF), in error, or holding bytes nobody asked for."""
-    if sock is None:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
+        sock.close()

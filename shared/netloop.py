@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import lru_cache, partial
 from urllib.parse import urlsplit
 
 import httptools
@@ -69,15 +69,17 @@ class _Job:
         self.connect_timeout, self.total_timeout = connect_timeout, total_timeout
         self.max_bytes, self.truncate = max_bytes, truncate
         self.retried = False
-        scheme, self.host, self.port = netguard.split_url(url)
-        self.context = (tls_context or netguard.tls_context()) if scheme == "https" else None
+        scheme, self.host, self.port, target, host_header = _destination(url)
+        self.context = (tls_context or netguard.default_tls_context()) if scheme == "https" else None
         self.origin = (scheme, self.host, self.port, self.allow_networks, id(self.context) if self.context else 0)
-        self.out = _request_bytes(url, scheme, self.host, self.port, method, body, headers)
+        self.out = _request_bytes(method, target, host_header, body, headers)
 
 
-def _request_bytes(url: str, scheme: str, host: str, port: int, method: str, body: bytes | None,
-                   headers: dict[str, str]) -> bytes:
-    """The request as it goes on the wire; InvalidURL or ValueError for what would break its framing."""
+@lru_cache(maxsize=1024)
+def _destination(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, request target, Host header) of a URL, or InvalidURL. Cached: a
+    process sends to a few URLs many times."""
+    scheme, host, port = netguard.split_url(url)
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if _UNSAFE.search(target) or _UNSAFE.search(host):
@@ -85,14 +87,24 @@ def _request_bytes(url: str, scheme: str, host: str, port: int, method: str, bod
     named = f"[{host}]" if ":" in host else host
     if port != (443 if scheme == "https" else 80):
         named = f"{named}:{port}"
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {named}", "Accept-Encoding: identity"]
+    return scheme, host, port, target, named
+
+
+def _request_bytes(method: str, target: str, host_header: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+    """The request as it goes on the wire; ValueError for a header that would break its framing."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
     if body is not None:
         lines.append(f"Content-Length: {len(body)}")
+    encoding = "Accept-Encoding: identity"  # unless the caller asks otherwise: answers are read as they come
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name) or _BREAKS.search(value):
             raise ValueError(f"invalid request header {name!r}")
-        if name.lower() not in ("host", "content-length"):
+        lowered = name.lower()
+        if lowered == "accept-encoding":
+            encoding = f"{name}: {value}"
+        elif lowered not in ("host", "content-length"):
             lines.append(f"{name}: {value}")
+    lines.append(encoding)
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1") + (body or b"")
 
@@ -122,6 +134,10 @@ class _Conn:
         self.chunks: list[bytes] = []
         self.size = 0
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # more after the answer: it must not be merged into it, nor read as the next one
+            raise ValueError("bytes after the answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
@@ -129,6 +145,8 @@ class _Conn:
     def on_headers_complete(self) -> None:
         if self.parser.get_status_code() >= 200:
             self.answered = True
+            if self.job.out.startswith(b"HEAD "):  # no body follows, whatever Content-Length says
+                self.complete, self.keep = True, self.parser.should_keep_alive()
 
     def on_body(self, data: bytes) -> None:
         if self.size <= self.job.max_bytes:
@@ -278,7 +296,11 @@ class Client:
             if now >= job.deadline:
                 return self._fail(job, DeadlineExceeded(job.total_timeout))
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:  # out of file descriptors, say: a failed connection, as in netguard
+                last_error = exc
+                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             code = sock.connect_ex((str(address), job.port))
@@ -382,6 +404,9 @@ class Client:
         except httptools.HttpParserUpgrade:
             return self._broken(conn, FetchError("the server switched protocols"))
         except httptools.HttpParserError as exc:
+            if conn.complete:  # bytes after a whole answer (see on_message_begin): it stands, the connection goes
+                return self._answered(conn, keep=False)
+            conn.answered = True  # not HTTP, yet an answer: the server saw the request, it is not sent again
             return self._broken(conn, exc)
         job = conn.job
         if conn.answered and not job.truncate:
@@ -436,7 +461,7 @@ class Client:
         conn.state, conn.idle_since, conn.reused = "idle", now, False
         self._want(conn, _READ)
         idle.append(conn)
-        self._next_check = min(self._next_check, now + self.idle_seconds)
+        self._next_check = min(self._next_check, now + self.idle_seconds, conn.opened_at + self.max_age)
         return None
 
     def _take_idle(self, origin: tuple) -> _Conn | None:
@@ -477,9 +502,9 @@ class Client:
             job = conn.job
             if now >= job.deadline:
                 self._give_up(conn, DeadlineExceeded(job.total_timeout))
-            elif conn.state == "connecting" and now >= conn.connect_deadline:
+            elif conn.state in ("connecting", "handshake") and now >= conn.connect_deadline:
                 self._retry_connect(conn, TimeoutError("timed out"))
-            elif conn.state == "connecting":
+            elif conn.state in ("connecting", "handshake"):
                 upcoming = min(upcoming, conn.connect_deadline)
             else:
                 upcoming = min(upcoming, job.deadline)

@@ -61,15 +61,19 @@ class Sender:
         self.pid = os.getpid()
 
     def take(self, wanted: int, wait_seconds: float, gather: float = GATHER) -> int:
-        """Reserve up to `wanted` free slots, waiting up to `wait_seconds` for the first and
-        then up to `gather` seconds for more (one claim call for several costs little more than
-        for one); returns how many."""
+        """Reserve up to `wanted` free slots, waiting up to `wait_seconds` for the first and,
+        if fewer are free, `gather` seconds for more (one claim call for several costs little
+        more than for one); returns how many. It sleeps rather than waits on the slots, so the
+        slots freed meanwhile wake nobody."""
         if wanted <= 0 or not self.slots.acquire(timeout=wait_seconds):
             return 0
         taken = 1
-        deadline = time.monotonic() + gather
-        while taken < wanted and self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        while taken < wanted and self.slots.acquire(blocking=False):
             taken += 1
+        if taken < wanted and gather > 0:
+            time.sleep(gather)
+            while taken < wanted and self.slots.acquire(blocking=False):
+                taken += 1
         return taken
 
     def give_back(self, count: int) -> None:
@@ -158,10 +162,10 @@ class Finisher:
     def _loop(self) -> None:
         while True:
             items = [self.queue.get()]
-            deadline = time.monotonic() + GATHER
+            time.sleep(GATHER)  # not a wait on the queue: the items put meanwhile wake nobody
             while len(items) < self.MAX_PER_ROUND_TRIP:
                 try:
-                    items.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    items.append(self.queue.get_nowait())
                 except Empty:
                     break
             ends = [end for item in items for end in (self._conclude(item) if isinstance(item, _Conclude) else [item])]

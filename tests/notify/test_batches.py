@@ -188,15 +188,15 @@ def test_a_batch_works_after_redis_lost_its_scripts(notify_rt, webhook_receivers
     assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
 
 
-def test_a_claim_waits_briefly_for_more_free_threads_to_share_its_call():
+def test_a_claim_waits_briefly_for_more_free_slots_to_share_its_call():
     own = batches.Sender(4)
     try:
-        assert own.take(4, 0) == 4  # every thread busy
+        assert own.take(4, 0) == 4  # every slot busy
         for delay in (0.05, 0.1):
             threading.Timer(delay, own.give_back, args=(1,)).start()
-        assert own.take(4, 5.0, gather=2.0) == 2  # the second freed thread joined the first
+        assert own.take(4, 5.0, gather=0.5) == 2  # the second freed slot joined the first
         threading.Timer(0.3, own.give_back, args=(1,)).start()
         threading.Timer(0.05, own.give_back, args=(1,)).start()
-        assert own.take(4, 5.0, gather=0) == 1  # no window: the first free thread goes alone
+        assert own.take(4, 5.0, gather=0) == 1  # no window: the first free slot goes alone
     finally:
         own.executor.shutdown(wait=True)

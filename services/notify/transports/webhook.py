@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from services.notify.retries import parse_retry_after
@@ -38,19 +39,32 @@ def client() -> netloop.Client:
         return current
 
 
+_bodies: dict[int, tuple[dict, bytes]] = {}
+
+
 def body(event: dict) -> bytes:
-    """The notification body exactly as SPEC's contract gives it."""
+    """The notification body exactly as SPEC's contract gives it. The deliveries of a claimed
+    chunk share one parsed event, so its body is encoded once for all of them."""
+    cached = _bodies.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
     data = {k: event[k] for k in ("id", "uri", "version", "headline", "url", "topics")}
-    return json.dumps({"type": event["type"], "timestamp": event["timestamp"], "data": data},
-                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    encoded = json.dumps({"type": event["type"], "timestamp": event["timestamp"], "data": data},
+                         ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(_bodies) >= 64:
+        _bodies.clear()
+    _bodies[id(event)] = (event, encoded)  # the reference keeps the id from being reused
+    return encoded
 
 
 def headers(keys: list[bytes], msg_id: str, payload: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Standard Webhooks headers; during a secret rotation every key signs (space-separated)."""
-    signed = signatures.signed_headers(keys[0], msg_id, payload, timestamp)
-    ts = int(signed["webhook-timestamp"])
-    signed["webhook-signature"] = " ".join(signatures.sign(key, msg_id, ts, payload) for key in keys)
-    return {**signed, "Content-Type": "application/json", "User-Agent": USER_AGENT}
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "webhook-id": msg_id, "webhook-timestamp": str(ts),
+        "webhook-signature": " ".join(signatures.sign(key, msg_id, ts, payload) for key in keys),
+        "Content-Type": "application/json", "User-Agent": USER_AGENT,
+    }
 
 
 def start(settings: Settings, url: str, keys: list[bytes], msg_id: str, payload: bytes,
