@@ -79,10 +79,11 @@ def receiver_main(port: int) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
-    server.serve_forever()
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 256  # listen()'s backlog, read in the constructor: 5 dropped SYNs for a second
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
 
 
 def received(url: str) -> int:
