@@ -312,7 +312,7 @@ def fetch(
 
     Any status is returned as a Response (redirects too, unless `follow_redirects` > 0).
     With `truncate`, an answer longer than `max_bytes` is cut there instead of refused
-    (for callers that only log the first bytes, such as webhook deliveries).
+    (for callers that only keep the first bytes of an answer).
     Raises InvalidURL, BlockedAddress, ResponseTooLarge, DeadlineExceeded, or FetchError
     for network failures (`transient` False when retrying cannot help).
     """

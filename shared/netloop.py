@@ -3,10 +3,10 @@
 Sixteen threads each blocked on its own POST spend more CPU handing the GIL to one another
 than on the requests (0.44-0.60 ms of client CPU a webhook POST against 0.21-0.27 ms from
 one thread, bench/notify.py). A `Client` owns one thread that drives every request of its
-process over non-blocking sockets (selectors): a request is handed in with a callback and costs no
-thread while it waits for its receiver. Requests are framed here (HTTP/1.1, the few headers
-a client sends); answers are parsed by llhttp, Node's parser (httptools), at a hundredth of
-a pure-Python parser's cost.
+process over non-blocking sockets (selectors): a request is handed in with a callback and
+costs no thread while it waits for its receiver. Requests are framed here (HTTP/1.1, the
+few headers a client sends); answers are parsed by llhttp, Node's parser (httptools), at
+a hundredth of a pure-Python parser's cost. A webhook POST costs 0.13-0.17 ms of CPU.
 
 The guard and the limits are netguard's: a new connection is made only to addresses that
 `netguard.check_url` accepted (names are resolved on a helper thread, never in the loop),
@@ -16,7 +16,8 @@ reads at most `max_bytes`, follows no redirect. Answered connections are kept pe
 (scheme, host, port, allowed networks, TLS context) for the next request, at most
 `per_origin` idle ones, each closed once idle for `idle_seconds` or older than `max_age`.
 A request whose kept connection turns out closed before any answer is sent once more on
-a new one, as netguard.fetch does with its pool.
+a new one (the server cannot have acted on it); one that got any answer, even one that is
+not HTTP, is never sent twice.
 """
 
 from __future__ import annotations

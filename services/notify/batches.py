@@ -144,7 +144,7 @@ class Finisher:
     """One thread that concludes sent attempts (deliveries.conclude: the retry decision, the
     subscriber's failure count) and records the ends of attempts, as many per call as arrive
     within GATHER of the first (DeliveryStore.finish_many). Neither the HTTP client's thread
-    nor a sending thread waits on Redis; a slot is freed when its end is recorded, so a
+    nor an email thread waits on Redis; a slot is freed when its end is recorded, so a
     subscriber's next delivery (deferred behind the busy lock that the finish frees) never
     overtakes it."""
 

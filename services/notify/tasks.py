@@ -86,7 +86,7 @@ def deliver(self, delivery_id: str) -> str:
 @shared_task(bind=True, name=tasknames.NOTIFY_DELIVER_BATCH, autoretry_for=TRANSIENT, retry_backoff=1,
              retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90)
 def deliver_batch(self, delivery_ids: list[str]) -> dict[str, int]:
-    """One attempt at each due delivery of the batch, from this process's sending threads."""
+    """One attempt at each due delivery of the batch, in this process's delivery slots."""
     rt = self.rt
     outcomes = batches.deliver_batch(rt, delivery_ids)
     dispatch.top_up(rt, lambda dids: _send_batch(self.app, dids))
