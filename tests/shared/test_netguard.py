@@ -33,6 +33,28 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _chunked(self):
+        """80 kB in chunks of 4 kB."""
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _ in range(20):
+            self.wfile.write(b"1000\r\n" + b"y" * 4096 + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle(self):
+        """A 1,000-byte answer one byte every 0.1 s."""
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        for _ in range(30):
+            try:
+                self.wfile.write(b"z")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.1)
+
     def do_GET(self):
         type(self).seen.append((self.command, self.path, self.headers.get("Host"), b""))
         if self.path == "/ok":
@@ -44,26 +66,12 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/big":
             self._send(200, b"x" * 100_000)
         elif self.path == "/big-chunked":
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for _ in range(20):
-                self.wfile.write(b"1000\r\n" + b"y" * 4096 + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
+            self._chunked()
         elif self.path == "/hang":
             time.sleep(3)
             self._send(200, b"late")
         elif self.path == "/trickle":
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            for _ in range(30):
-                try:
-                    self.wfile.write(b"z")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.1)
+            self._trickle()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -21,13 +21,12 @@ import ssl
 import struct
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from shared import netguard, netloop
 from shared.netguard import BlockedAddress, DeadlineExceeded, FetchError, InvalidURL, ResponseTooLarge
-from tests.shared.test_netguard import LOOPBACK, ClosingHandler, QuietServer, _tls_pair
+from tests.shared.test_netguard import LOOPBACK, ClosingHandler, Handler, QuietServer, _tls_pair
 
 LOOP_THREAD = "pressroom-http"
 V4, V6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")
@@ -36,21 +35,8 @@ V4, V6 = ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")
 # -- servers ------------------------------------------------------------------------------------
 
 
-class EchoHandler(BaseHTTPRequestHandler):
+class EchoHandler(Handler):
     """HTTP/1.1 with keep-alive. Records every request on its server; answers by path."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _handle(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -58,27 +44,22 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.server.seen.append((self.command, self.path, self.headers, body, self.client_address[1]))
         route = self.path.split("?", 1)[0]
         if route == "/port":
-            self._reply(200, port)
+            self._send(200, port)
         elif route == "/close":
-            self._reply(200, port, {"Connection": "close"})
+            self._send(200, port, {"Connection": "close"})
             self.close_connection = True
         elif route == "/drop-after":
-            self._reply(200, port)
+            self._send(200, port)
             self.close_connection = True  # closes without saying so, as an idle timeout would
         elif route == "/slow":
             time.sleep(0.3)
-            self._reply(200, port)
+            self._send(200, port)
         elif route == "/redirect":
-            self._reply(302 if self.command == "GET" else 307, b"", {"Location": "/echo"})
+            self._send(302 if self.command == "GET" else 307, b"", {"Location": "/echo"})
         elif route == "/big":
-            self._reply(200, b"x" * 100_000)
+            self._send(200, b"x" * 100_000)
         elif route == "/big-chunked":
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for _ in range(20):
-                self.wfile.write(b"1000\r\n" + b"y" * 4096 + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
+            self._chunked()
         elif route == "/declared":  # promises far more than it sends
             self.send_response(200)
             self.send_header("Content-Length", "10000000")
@@ -88,25 +69,16 @@ class EchoHandler(BaseHTTPRequestHandler):
             self.server.release.wait(10)
         elif route == "/hang":
             self.server.release.wait(10)
-            self._reply(200, b"late")
+            self._send(200, b"late")
         elif route == "/trickle":
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            for _ in range(30):
-                try:
-                    self.wfile.write(b"z")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.1)
+            self._trickle()
         else:
             echo = {
                 "method": self.command, "path": self.path, "host": self.headers.get("Host"),
                 "headers": {k.lower(): self.headers.get_all(k) for k in self.headers},
                 "length": len(body), "sha256": hashlib.sha256(body).hexdigest(), "port": self.client_address[1],
             }
-            self._reply(201 if self.command == "POST" else 200, json.dumps(echo).encode(),
+            self._send(201 if self.command == "POST" else 200, json.dumps(echo).encode(),
                         {"Content-Type": "application/json", "X-Thing": "1"})
 
     do_GET = do_POST = do_PUT = _handle
