@@ -1,4 +1,4 @@
-"""Batched delivery: many deliveries per task from a thread pool, to real local receivers."""
+"""Batched delivery: many deliveries per task, sent from one loop thread per process, to real local receivers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.notify.helpers import article_event, log, queue, record, subscribe
 
 @pytest.fixture
 def sender():
-    """A Sender of the test's own, so no other test's background sends share its threads."""
+    """A Sender of the test's own, so no other test's background sends share its slots."""
     own = batches.Sender(batches.IN_FLIGHT)
     yield own
     batches.wait_idle(own)
@@ -40,6 +40,7 @@ def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt,
     assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
     new_connections = webhook.client().opened - opened
     assert 1 <= new_connections <= batches.IN_FLIGHT < 60  # kept alive, not one connection per delivery
+    assert not sender.executor._threads  # no thread per webhook: the process's HTTP loop sent them all
 
 
 def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receivers, sender, monkeypatch):
