@@ -58,7 +58,8 @@ class _Job:
     """One request from its hand-in to its callback."""
 
     __slots__ = ("url", "host", "port", "origin", "context", "allow_networks", "out", "done",
-                 "connect_timeout", "total_timeout", "max_bytes", "truncate", "started", "deadline", "retried")
+                 "connect_timeout", "total_timeout", "max_bytes", "truncate", "started", "deadline", "retried",
+                 "finished")
 
     def __init__(self, url: str, done: Done, method: str, body: bytes | None, headers: dict[str, str],
                  allow_networks: tuple[IPNetwork, ...], connect_timeout: float, total_timeout: float,
@@ -69,7 +70,7 @@ class _Job:
         self.allow_networks = tuple(allow_networks)
         self.connect_timeout, self.total_timeout = connect_timeout, total_timeout
         self.max_bytes, self.truncate = max_bytes, truncate
-        self.retried = False
+        self.retried = self.finished = False
         scheme, self.host, self.port, target, host_header = _destination(url)
         self.context = (tls_context or netguard.default_tls_context()) if scheme == "https" else None
         self.origin = (scheme, self.host, self.port, self.allow_networks, id(self.context) if self.context else 0)
@@ -204,7 +205,7 @@ class Client:
         except (netguard.InvalidURL, ValueError) as exc:
             self._call_soon(partial(_finish, done, exc))
             return
-        self._call_soon(partial(self._start, job))
+        self._call_soon(partial(self._guarded, job, self._start, job))
 
     def fetch(self, url: str, **kwargs) -> Response:
         """`request` for a caller that waits: returns the Response or raises its exception."""
@@ -255,7 +256,15 @@ class Client:
                     while self._wake_r.recv(4096):
                         pass
             elif conn in self._conns:
-                self._ready(conn, mask)
+                job = conn.job
+                if job is None:
+                    try:
+                        self._ready(conn, mask)
+                    except Exception:
+                        log.exception("HTTP idle connection to %s", conn.host)
+                        self._close(conn)
+                else:
+                    self._guarded(job, self._ready, conn, mask)
         if time.monotonic() >= self._next_check:
             self._sweep(time.monotonic())
 
@@ -286,7 +295,7 @@ class Client:
         except Exception as exc:
             self._call_soon(partial(self._fail, job, exc))
             return
-        self._call_soon(partial(self._connect, job, addresses))
+        self._call_soon(partial(self._guarded, job, self._connect, job, addresses))
 
     def _connect(self, job: _Job, addresses: list[IPAddress], last_error: Exception | None = None) -> None:
         """Open a connection to the first of `addresses` that takes one (each checked already)."""
@@ -429,7 +438,7 @@ class Client:
             self._keep(conn)
         else:
             self._close(conn)
-        _finish(job.done, response)
+        self._complete(job, response)
 
     def _broken(self, conn: _Conn, exc: Exception) -> None:
         """The connection failed under a request: sent again on a new connection if a kept one
@@ -447,7 +456,22 @@ class Client:
         self._fail(job, exc)
 
     def _fail(self, job: _Job, exc: Exception) -> None:
-        _finish(job.done, exc)
+        self._complete(job, exc)
+
+    def _complete(self, job: _Job, result: Response | Exception) -> None:
+        if not job.finished:  # once, whatever path a failure took
+            job.finished = True
+            _finish(job.done, result)
+
+    def _guarded(self, job: _Job, step: Callable, *args) -> None:
+        """Run a step of `job`; a bug in it fails the request instead of losing it."""
+        try:
+            step(*args)
+        except Exception as exc:
+            log.exception("HTTP request to %s", job.host)
+            for conn in [c for c in self._conns if c.job is job]:
+                self._close(conn)
+            self._fail(job, FetchError(f"{type(exc).__name__}: {exc}"))
 
     def _want(self, conn: _Conn, events: int) -> None:
         if conn.events != events:

@@ -781,6 +781,24 @@ def test_many_requests_from_many_threads_are_each_answered_exactly_once(client, 
     assert len(server.seen) == total and client.idle_count() <= 16
 
 
+def test_a_bug_in_a_step_fails_its_request_once_instead_of_losing_it(client, server, caplog, monkeypatch):
+    """A request whose callback never came would hold its caller's slot for good."""
+    real_send = client._send
+    monkeypatch.setattr(client, "_send", lambda conn, job: 1 / 0)
+    results = []
+    with caplog.at_level(logging.ERROR, logger="pressroom.http"):
+        for _ in range(2):
+            client.request(_url(server, "/port"), results.append, allow_networks=LOOPBACK)
+        assert _eventually(lambda: len(results) == 2)
+        time.sleep(0.3)
+    assert len(results) == 2  # each request ended exactly once
+    assert all(isinstance(r, FetchError) and "ZeroDivisionError" in str(r) for r in results)
+    assert "HTTP request to 127.0.0.1" in caplog.text
+    monkeypatch.setattr(client, "_send", real_send)
+    assert _fetch(client, _url(server, "/port")).status == 200  # the loop goes on, the broken connections closed
+    assert client.idle_count() == 1
+
+
 def test_a_callback_that_raises_does_not_stop_the_loop(client, server, caplog):
     called = threading.Event()
 
