@@ -7,7 +7,7 @@ slot, never the pool, and its other deliveries wait their turn in the due set in
 in a worker. `attempt` is one delivery start to end (three Redis round trips: read the
 record, claim, finish). services.notify.batches reads and claims many at once and splits
 each attempt in three: `begin` (the checks), the send (a webhook handed to the process's
-non-blocking HTTP client, `start_webhook`; an email in a thread, `complete`), and
+non-blocking HTTP client, `start_webhook`; an email sent from a thread, `send`), and
 `conclude` (the outcome, run when the answer is in).
 """
 
@@ -43,10 +43,10 @@ def send(settings: Settings, sub: Subscription, event: dict, did: str) -> Result
     return Result(result.status, int((time.monotonic() - started) * 1000), result.answer)
 
 
-def start_webhook(settings: Settings, attempt: Attempt, done: Callable[[Result | DeliveryError], None]) -> None:
+def start_webhook(settings: Settings, ready: Attempt, done: Callable[[Result | DeliveryError], None]) -> None:
     """Send a webhook attempt without waiting: `done` gets its outcome on the HTTP client's thread."""
-    payload = webhook.body(attempt.claim.event)
-    webhook.start(settings, attempt.sub.target, attempt.sub.signing_keys(), webhook_id(attempt.did), payload, done)
+    payload = webhook.body(ready.claim.event)
+    webhook.start(settings, ready.sub.target, ready.sub.signing_keys(), webhook_id(ready.did), payload, done)
 
 
 def attempt(rt: Runtime, did: str) -> str:
@@ -111,13 +111,13 @@ def complete(
     return conclude(rt, ready, result, finish)
 
 
-def conclude(rt: Runtime, attempt: Attempt, result: Result | DeliveryError, finish: Finish) -> str:
+def conclude(rt: Runtime, sent: Attempt, result: Result | DeliveryError, finish: Finish) -> str:
     """Record a sent attempt's outcome and decide what comes next; returns delivered, retrying or failed."""
-    did, claim, sub = attempt.did, attempt.claim, attempt.sub
+    did, claim, sub = sent.did, sent.claim, sent.sub
     if isinstance(result, DeliveryError):
-        return _failed(rt, finish, sub, did, claim, attempt.entry, result)
+        return _failed(rt, finish, sub, did, claim, sent.entry, result)
     finish(did, claim, "delivered", http_status=result.status,
-           log_entry=_entry(attempt.entry, "delivered", result.status, result.latency_ms, result.answer))
+           log_entry=_entry(sent.entry, "delivered", result.status, result.latency_ms, result.answer))
     if sub.failing_since:
         SubscriptionStore(rt.redis).record_success(sub.id)
     log.info("delivered %s to %s (attempt %d, %s)", did, sub.id, claim.attempt, result.status)
