@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from functools import cached_property
+import threading
+from collections.abc import Callable
+from functools import cached_property, wraps
+from typing import TypeVar
 
 import redis
 
@@ -45,6 +48,7 @@ class Runtime:
 
 
 _runtimes: dict[int, Runtime] = {}
+T = TypeVar("T")
 
 
 def runtime_for(settings: Settings) -> Runtime:
@@ -54,3 +58,24 @@ def runtime_for(settings: Settings) -> Runtime:
     if rt is None or rt.pid != os.getpid():
         rt = _runtimes[key] = Runtime(settings)
     return rt
+
+
+def per_process(factory: Callable[[], T]) -> Callable[[], T]:
+    """`factory()` made once per process, on first use. A forked child (a prefork pool
+    process) makes its own: a parent's threads do not run in it and its sockets are not the
+    child's to use. Called on hot paths, so only the first call of a process takes a lock."""
+    made: dict[int, T] = {}
+    lock = threading.Lock()
+
+    @wraps(factory)
+    def get() -> T:
+        current = made.get(os.getpid())
+        if current is None:
+            with lock:
+                current = made.get(os.getpid())
+                if current is None:
+                    made.clear()
+                    current = made[os.getpid()] = factory()
+        return current
+
+    return get

@@ -26,7 +26,6 @@ delivery is claimed only when a slot is free to send it, so its lease
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter, deque
@@ -38,7 +37,7 @@ from queue import Empty, SimpleQueue
 from services.notify import deliveries
 from services.notify.transports import DeliveryError, Result
 from shared.deliveries import TERMINAL, Claim, DeliveryStore
-from shared.runtime import Runtime
+from shared.runtime import Runtime, per_process
 
 log = logging.getLogger("pressroom.notify")
 
@@ -58,7 +57,6 @@ class Sender:
         self.slots = threading.BoundedSemaphore(size)
         self.executor = ThreadPoolExecutor(size, thread_name_prefix="pressroom-email")
         self.finisher = Finisher(self.slots)
-        self.pid = os.getpid()
 
     def take(self, wanted: int, wait_seconds: float, gather: float = GATHER) -> int:
         """Reserve up to `wanted` free slots, waiting up to `wait_seconds` for the first and,
@@ -199,18 +197,10 @@ class Finisher:
             item.future.set_result(outcome)
 
 
-_senders: dict[int, Sender] = {}
-_senders_lock = threading.Lock()
-
-
-def sender(size: int = IN_FLIGHT) -> Sender:
-    """This process's Sender (a forked child makes its own: threads do not survive a fork)."""
-    with _senders_lock:
-        current = _senders.get(os.getpid())
-        if current is None:
-            _senders.clear()
-            current = _senders[os.getpid()] = Sender(size)
-        return current
+@per_process
+def sender() -> Sender:
+    """This process's Sender."""
+    return Sender(IN_FLIGHT)
 
 
 def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> dict[str, int]:

@@ -9,14 +9,13 @@ when it is opened.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections.abc import Callable
 
 from services.notify.retries import parse_retry_after
 from services.notify.transports import DeliveryError, Result
 from shared import netguard, netloop, signatures
+from shared.runtime import per_process
 from shared.settings import Settings
 
 CONNECT_TIMEOUT = 5.0
@@ -25,18 +24,10 @@ ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
 KEEP_PER_HOST = 16  # idle connections kept per receiver origin: one per delivery in flight (batches.IN_FLIGHT)
 
-_clients: dict[int, netloop.Client] = {}
-_clients_lock = threading.Lock()
-
-
+@per_process
 def client() -> netloop.Client:
-    """This process's HTTP client (a forked child makes its own: the loop thread does not survive a fork)."""
-    with _clients_lock:
-        current = _clients.get(os.getpid())
-        if current is None:
-            _clients.clear()
-            current = _clients[os.getpid()] = netloop.Client(per_origin=KEEP_PER_HOST)
-        return current
+    """This process's HTTP client for webhooks."""
+    return netloop.Client(per_origin=KEEP_PER_HOST)
 
 
 _bodies: dict[int, tuple[dict, bytes]] = {}
