@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import io
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -141,8 +142,14 @@ def _allowed(addr: IPAddress, allow_networks: Iterable[IPNetwork]) -> bool:
     return any(c.version == net.version and c in net for c in candidates for net in allow_networks)
 
 
-def split_url(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of an absolute http(s) URL; InvalidURL otherwise."""
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")  # would break a request line or Host header
+
+
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, request target) of an absolute http(s) URL; InvalidURL otherwise,
+    also for spaces or control characters, which no request line may carry."""
+    if _UNSAFE.search(url):
+        raise InvalidURL(f"{url!r} contains spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -152,7 +159,8 @@ def split_url(url: str) -> tuple[str, str, int]:
         raise InvalidURL(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
     if not parts.hostname:
         raise InvalidURL(f"{url!r} has no host")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), target
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
@@ -209,7 +217,7 @@ def check_url(
     `allow_networks`). One bad address refuses the whole name: the connection must not
     depend on which one is tried.
     """
-    _scheme, host, port = split_url(url)
+    _scheme, host, port, _target = split_url(url)
     addresses = _resolve_within(host, port, dns_timeout)
     for addr in addresses:
         reason = refusal_reason(addr)
@@ -346,12 +354,10 @@ def _fetch_once(
     tls_context: ssl.SSLContext | None,
     truncate: bool,
 ) -> Response:
-    scheme, host, port = split_url(url)
+    scheme, host, port, target = split_url(url)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DeadlineExceeded(total_timeout)
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     context = (tls_context or default_tls_context()) if scheme == "https" else None
     addresses = check_url(url, allow_networks, dns_timeout=min(connect_timeout, deadline - time.monotonic()))
     last_error: Exception | None = None

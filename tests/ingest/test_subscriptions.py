@@ -87,6 +87,9 @@ def test_list_orders_subscriptions_stored_before_the_creation_index(notify_clien
          "events.0"),
         ({"channel": "email", "email": "not-an-address", "topics": ["x"]}, "email"),
         ({"channel": "webhook", "url": "ftp://127.0.0.1/", "topics": ["x"]}, "url"),
+        # a control character passes a URL pattern but could not go on a request line: refused now, not at delivery
+        ({"channel": "webhook", "url": "http://127.0.0.1:9/a\x01b", "topics": ["x"]}, "url"),
+        ({"channel": "webhook", "url": "http://127.0.0.1:9/a\x7fb", "topics": ["x"]}, "url"),
     ],
 )
 def test_invalid_requests_get_422_with_field_paths(notify_client, body, field):
