@@ -201,3 +201,26 @@ def test_a_claim_waits_briefly_for_more_free_slots_to_share_its_call():
         assert own.take(4, 5.0, gather=0) == 1  # no window: the first free slot goes alone
     finally:
         own.executor.shutdown(wait=True)
+
+
+def test_a_batch_sends_email_from_its_threads_beside_webhooks_and_records_each_once(
+    notify_rt, webhook_receivers, smtp_server, sender
+):
+    receiver = webhook_receivers()
+    hook, secret = subscribe(notify_rt, receiver.url)
+    receiver.secrets = [secret]
+    store = SubscriptionStore(notify_rt.redis)
+    reader, _ = store.create("email", "reader@example.test", ["Defence"], [])
+    store.confirm(reader.confirm_token)
+    bounce, _ = store.create("email", "bounce@example.test", ["Defence"], [])
+    store.confirm(bounce.confirm_token)
+    ids = queue(notify_rt, article_event())
+    assert batches.deliver_batch(notify_rt, ids, sender) == {"delivered": 2, "failed": 1}
+    by_sub = {record(notify_rt, d)["sub"]: d for d in ids}
+    assert [m["To"] for m in smtp_server.handler.messages] == ["reader@example.test"]
+    assert smtp_server.handler.messages[0]["Message-ID"] == f"<{by_sub[reader.id]}@pressroom.test>"
+    assert len(receiver.verified_payloads(secret)) == 1
+    assert record(notify_rt, by_sub[bounce.id])["state"] == "failed"
+    assert store.get(bounce.id).status == "disabled"  # concluded by the finisher: the refused mailbox
+    assert [e["status"] for e in log(notify_rt, reader.id)] == ["delivered"]
+    assert 1 <= len(sender.executor._threads) <= 2  # the emails took threads; the webhook did not
