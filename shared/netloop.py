@@ -201,13 +201,13 @@ class Client:
             return
         self._call_soon(partial(self._guarded, job, self._start, job))
 
-    def fetch(self, url: str, **kwargs) -> Response:
+    def fetch(self, url: str, total_timeout: float = 15.0, **kwargs) -> Response:
         """`request` for a caller that waits: returns the Response or raises its exception."""
         ready = threading.Event()
         box: list = []
-        self.request(url, lambda result: (box.append(result), ready.set()), **kwargs)
-        if not ready.wait(kwargs.get("total_timeout", 15.0) + 10.0):
-            raise DeadlineExceeded(kwargs.get("total_timeout", 15.0))
+        self.request(url, lambda result: (box.append(result), ready.set()), total_timeout=total_timeout, **kwargs)
+        if not ready.wait(total_timeout + 10.0):  # the loop ends every request by its deadline; this is a backstop
+            raise DeadlineExceeded(total_timeout)
         if isinstance(box[0], Exception):
             raise box[0]
         return box[0]
@@ -264,7 +264,7 @@ class Client:
 
     def _start(self, job: _Job) -> None:
         if time.monotonic() >= job.deadline:
-            return self._fail(job, DeadlineExceeded(job.total_timeout))
+            return self._end(job, DeadlineExceeded(job.total_timeout))
         conn = None if job.retried else self._take_idle(job.origin)
         if conn is not None:
             conn.reused = True
@@ -277,7 +277,7 @@ class Client:
         try:
             addresses = netguard.check_url(job.url, job.allow_networks)
         except Exception as exc:
-            return self._fail(job, exc)
+            return self._end(job, exc)
         return self._connect(job, addresses)
 
     def _resolve(self, job: _Job) -> None:
@@ -287,7 +287,7 @@ class Client:
                 raise DeadlineExceeded(job.total_timeout)
             addresses = netguard.check_url(job.url, job.allow_networks, dns_timeout=dns_timeout)
         except Exception as exc:
-            self._call_soon(partial(self._fail, job, exc))
+            self._call_soon(partial(self._end, job, exc))
             return
         self._call_soon(partial(self._guarded, job, self._connect, job, addresses))
 
@@ -298,7 +298,7 @@ class Client:
             address = addresses.pop(0)
             now = time.monotonic()
             if now >= job.deadline:
-                return self._fail(job, DeadlineExceeded(job.total_timeout))
+                return self._end(job, DeadlineExceeded(job.total_timeout))
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
             try:
                 sock = socket.socket(family, socket.SOCK_STREAM)
@@ -318,7 +318,7 @@ class Client:
             self._next_check = min(self._next_check, conn.connect_deadline)
             return None
         kind = "timed out" if isinstance(last_error, TimeoutError) else "failed"
-        return self._fail(job, FetchError(f"connection to {job.host}:{job.port} {kind}: {last_error}"))
+        return self._end(job, FetchError(f"connection to {job.host}:{job.port} {kind}: {last_error}"))
 
     def _ready(self, conn: _Conn, mask: int) -> None:
         if conn.state == "connecting":
@@ -356,7 +356,7 @@ class Client:
             job = conn.job
             self._close(conn)
             message = f"TLS certificate of {job.host} is not valid: {exc.verify_message}"
-            return self._fail(job, FetchError(message, transient=False))
+            return self._end(job, FetchError(message, transient=False))
         except (OSError, ssl.SSLError) as exc:
             return self._retry_connect(conn, exc)
         return self._send(conn, conn.job)
@@ -432,7 +432,7 @@ class Client:
             self._keep(conn)
         else:
             self._close(conn)
-        self._complete(job, response)
+        self._end(job, response)
 
     def _broken(self, conn: _Conn, exc: Exception) -> None:
         """The connection failed under a request: sent again on a new connection if a kept one
@@ -442,17 +442,14 @@ class Client:
         if conn.reused and not conn.answered and not job.retried:
             job.retried = True
             return self._start(job)
-        return self._fail(job, FetchError(f"{type(exc).__name__} talking to {job.host}: {exc}"))
+        return self._end(job, FetchError(f"{type(exc).__name__} talking to {job.host}: {exc}"))
 
     def _give_up(self, conn: _Conn, exc: Exception) -> None:
         job = conn.job
         self._close(conn)
-        self._fail(job, exc)
+        self._end(job, exc)
 
-    def _fail(self, job: _Job, exc: Exception) -> None:
-        self._complete(job, exc)
-
-    def _complete(self, job: _Job, result: Response | Exception) -> None:
+    def _end(self, job: _Job, result: Response | Exception) -> None:
         if not job.finished:  # once, whatever path a failure took
             job.finished = True
             _finish(job.done, result)
@@ -465,7 +462,7 @@ class Client:
             log.exception("HTTP request to %s", job.host)
             for conn in [c for c in self._conns if c.job is job]:
                 self._close(conn)
-            self._fail(job, FetchError(f"{type(exc).__name__}: {exc}"))
+            self._end(job, FetchError(f"{type(exc).__name__}: {exc}"))
 
     def _want(self, conn: _Conn, events: int) -> None:
         if conn.events != events:
