@@ -27,9 +27,13 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
-def signed_headers(key: bytes, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    keys: bytes | Iterable[bytes], msg_id: str, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
+    """The Standard Webhooks headers; with several keys (a secret rotation) each signs, space-separated."""
     ts = int(time.time()) if timestamp is None else timestamp
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sign(key, msg_id, ts, body)}
+    signature = " ".join(sign(key, msg_id, ts, body) for key in ([keys] if isinstance(keys, bytes) else keys))
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature}
 
 
 def verify(

@@ -9,7 +9,6 @@ when it is opened.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 from services.notify.retries import parse_retry_after
@@ -23,6 +22,7 @@ TOTAL_TIMEOUT = 15.0
 ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
 KEEP_PER_HOST = 16  # idle connections kept per receiver origin: one per delivery in flight (batches.IN_FLIGHT)
+
 
 @per_process
 def client() -> netloop.Client:
@@ -50,12 +50,8 @@ def body(event: dict) -> bytes:
 
 def headers(keys: list[bytes], msg_id: str, payload: bytes, timestamp: int | None = None) -> dict[str, str]:
     """Standard Webhooks headers; during a secret rotation every key signs (space-separated)."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    return {
-        "webhook-id": msg_id, "webhook-timestamp": str(ts),
-        "webhook-signature": " ".join(signatures.sign(key, msg_id, ts, payload) for key in keys),
-        "Content-Type": "application/json", "User-Agent": USER_AGENT,
-    }
+    return {**signatures.signed_headers(keys, msg_id, payload, timestamp),
+            "Content-Type": "application/json", "User-Agent": USER_AGENT}
 
 
 def start(settings: Settings, url: str, keys: list[bytes], msg_id: str, payload: bytes,
