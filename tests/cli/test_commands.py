@@ -13,6 +13,7 @@ import lxml.html
 import requests
 
 from pressroom import processes
+from tests.browser import pixels_near, screenshot
 from tests.conftest import ROOT, wait_for
 
 PRESSROOM = [sys.executable, "-m", "pressroom.cli"]
@@ -116,39 +117,6 @@ def article_with_inline_photo() -> dict:
         "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
     )
     return doc
-
-
-def screenshot(url: str, target: Path, tmp_path: Path, attempts: int = 3, colour: tuple = (40, 90, 140),
-               pixels: int = 20_000) -> None:
-    """Load the page in headless Chromium (Debian's) and keep the screenshot as a test artifact.
-
-    The photo counts as drawn when at least `pixels` pixels are within a small distance of
-    `colour`, one the photo has and the page does not. Headless Chromium may draw before a
-    slow image arrives on a loaded machine, so the page is shot again (with more time)
-    until the photo shows, up to `attempts` times.
-    """
-    from PIL import Image
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, attempts + 1):
-        target.unlink(missing_ok=True)
-        subprocess.run(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", f"--virtual-time-budget={10_000 * attempt}",
-             f"--user-data-dir={tmp_path / f'chromium-{attempt}'}", "--window-size=1280,2000",
-             f"--screenshot={target}", url],
-            check=True, capture_output=True, timeout=120,
-        )
-        with Image.open(target) as shot:
-            size = shot.size
-            colours = shot.convert("RGB").getcolors(maxcolors=1_000_000) or []
-        drawn = sum(n for n, rgb in colours if sum(abs(a - b) for a, b in zip(rgb, colour, strict=True)) < 30)
-        if drawn > pixels:
-            break
-    assert size == (1280, 2000)
-    assert len(colours) > 50  # text, photo and rules rendered, not a blank page
-    assert drawn > pixels  # the featured photo itself was loaded and drawn
 
 
 def cmdline(pid: int) -> str:
@@ -272,7 +240,10 @@ def test_run_starts_everything_publishes_the_sample_and_stops_cleanly(tmp_path):
         assert [a.get("href") for a in tree.find_class("editors-choice")[0].iter("a")] == [chosen_url]
         img = tree.find(".//figure//img")
         assert requests.get(img.get("src"), timeout=5).headers["Content-Type"] == "image/jpeg"
-        screenshot(photo_status["url"], ROOT / "test-artifacts" / "screenshots" / "article.png", tmp_path)
+        shot = ROOT / "test-artifacts" / "screenshots" / "article.png"
+        chosen = screenshot(photo_status["url"], shot, tmp_path / "chromium")
+        assert chosen in (img.get("srcset") + tree.find(".//figure//source").get("srcset"))  # one of its renditions
+        assert pixels_near(shot, (40, 90, 140)) > 20_000  # the photo's blue, drawn on the page
 
         children = children_of(proc.pid)
         assert len(children) >= 7  # redis, s3, ingest, 2 workers, scheduler, site (+ their own children)

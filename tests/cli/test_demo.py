@@ -12,7 +12,8 @@ from pressroom import demo
 from pressroom.embedded import DEMO_MARK
 from shared.commands import RUNNING_STACK
 from shared.ninjs import load_article
-from tests.cli.test_commands import Run, run_cli, screenshot
+from tests.browser import pixels_near, screenshot
+from tests.cli.test_commands import Run, run_cli
 from tests.conftest import ROOT
 
 SUN = (255, 236, 180)  # every demo photo has its sun drawn in this colour, which the page itself never uses
@@ -63,7 +64,10 @@ def test_a_first_run_publishes_the_demo_site_once_with_the_seed_page_complete(tm
         assert [len(items) for items in lists.values()] == [5, 5, 5]
         assert {headlines[h] for h in lists["related"]} <= RELATED_TO_SEED  # the South Caucasus stories
         assert headlines[lists["popular"][0]] == "03"  # the most viewed (pressroom.demo.VIEWS)
-        screenshot(url, ROOT / "test-artifacts" / "screenshots" / "demo-seed.png", tmp_path, colour=SUN, pixels=800)
+        shot = ROOT / "test-artifacts" / "screenshots" / "demo-seed.png"
+        chosen = screenshot(url, shot, tmp_path / "chromium")
+        assert chosen in (img.get("srcset") + tree.find(".//figure//source").get("srcset"))  # one of its renditions
+        assert pixels_near(shot, SUN) > 800  # the photo itself, drawn on the page
 
         home = lxml.html.fromstring(requests.get(f"http://127.0.0.1:{first.site_port}/", timeout=10).text)
         cards = home.findall(".//li[@class='card']")
