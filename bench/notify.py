@@ -6,8 +6,8 @@
    scheduler; the clock stops when the receiver has answered every delivery. Baselines in
    the same run: a bare loop of the same signed POSTs through the client Pressroom sends
    webhooks with (shared.netloop: one non-blocking loop thread, the SSRF guard on every
-   new connection), 16 in flight as in one worker process; the same POSTs from 1 and 16
-   blocking threads over plain kept-alive http.client connections (the threaded sender
+   new connection), as many in flight as a worker process has slots (64); the same POSTs
+   from 1 and 16 blocking threads over plain kept-alive http.client connections (the threaded sender
    Pressroom had before), and through netguard.fetch with a new connection per POST (the
    client before batching); and the floor that one Celery task per delivery would set: as
    many `notify.deliver` tasks that find no delivery, through the same workers.
@@ -213,7 +213,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=8, help="notify worker processes")
+    parser.add_argument("--concurrency", type=int,
+                        help="notify worker processes (default: what `pressroom worker notify` starts, "
+                             "PRESSROOM_WORKER_CONCURRENCY, 2)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-notify-"))
@@ -256,8 +258,8 @@ def main() -> int:
 
         print(f"worker, scheduler, receiver and Redis logs: {workdir}", flush=True)
         me = [sys.executable, "-m", "pressroom.cli"]
-        children.start("workers", [*me, "worker", "notify", "--concurrency", str(args.concurrency),
-                                   "--loglevel", "WARNING"], env)
+        processes_option = ["--concurrency", str(args.concurrency)] if args.concurrency else []
+        children.start("workers", [*me, "worker", "notify", *processes_option, "--loglevel", "WARNING"], env)
         children.start("scheduler", [*me, "scheduler", "--loglevel", "WARNING"], env)
         celery = create_celery(settings)
         warm = event(["Warm-up"])  # nobody follows it: the workers start and load their code
@@ -294,10 +296,10 @@ def main() -> int:
         ev = event(["News", "Defence", "Arms trade", "Georgia", "Azerbaijan"])
         children.stop("workers", "scheduler")  # no worker may take the deliveries while they are counted
         started = time.perf_counter()
-        batches: list = []
-        matched = matching.fan_out(rt, ev, lambda ekey, sids: batches.append((ekey, sids)))
+        groups: list = []
+        matched = matching.fan_out(rt, ev, lambda ekey, sids: groups.append((ekey, sids)))
         match_s = time.perf_counter() - started
-        created = sum(len(matching.create_deliveries(rt, ekey, sids)) for ekey, sids in batches)
+        created = sum(len(matching.create_deliveries(rt, ekey, sids)) for ekey, sids in groups)
         fan_s = time.perf_counter() - started
         assert matched == created == followers, (matched, created, followers)
 
@@ -311,8 +313,9 @@ def main() -> int:
         assert seen == fan + fan // 4, seen
 
         best = max(*bare.values(), same)
+        workers = args.concurrency or settings.worker_concurrency
         report = {
-            "subscriptions": n, "concurrency": args.concurrency,
+            "subscriptions": n, "concurrency": workers, "in_flight_per_process": batches.IN_FLIGHT,
             "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
             **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
             "same_client_per_s": same, "celery_floor_per_s": n / floor,
@@ -336,9 +339,9 @@ def main() -> int:
         )
         same_cpu_line = cpu_line({"client": same_cpu["benchmark client"], "receiver": same_cpu["receiver"]}, n)
         print(f"""
-deliveries, {n} subscriptions (notify workers: {args.concurrency} prefork processes)
+deliveries, {n} subscriptions (notify workers: {workers} prefork processes, {batches.IN_FLIGHT} in flight each)
   Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
-  bare loop, same client (netloop), 16 in flight {same:7.1f} /s   ratio {n / pressroom / same:6.3f}
+  bare loop, same client (netloop), {batches.IN_FLIGHT:2d} in flight {same:7.1f} /s   ratio {n / pressroom / same:6.3f}
 {rows}
   bare loop, a new connection per POST, 8 threads {bare_new_conn:7.1f} /s   ratio {n / pressroom / bare_new_conn:6.3f}
   ratio Pressroom / best bare loop               {n / pressroom / best:8.3f}

@@ -44,8 +44,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
     require_redis(settings)
     name = "-".join(args.pools)
     concurrency = args.concurrency or settings.worker_concurrency
-    if args.pools == ["notify"] and not args.concurrency:
-        concurrency *= 4  # deliveries wait on the network, not the CPU: more slots, fewer stalls on slow endpoints
     if args.pools == ["site"] and not args.concurrency:
         concurrency = 1  # builds take turns under one lock; a build's uploads run on its own thread pool
     argv = [

@@ -78,4 +78,9 @@ def per_process(factory: Callable[[], T]) -> Callable[[], T]:
                     current = made[os.getpid()] = factory()
         return current
 
+    def existing() -> T | None:
+        """This process's instance if it made one, without making it (for a clean exit)."""
+        return made.get(os.getpid())
+
+    get.existing = existing  # type: ignore[attr-defined]
     return get

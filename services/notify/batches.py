@@ -15,12 +15,14 @@ than anything else an attempt does besides its POST, and a few calls of many cos
 than many of one or two.
 
 Isolation of slow subscribers: the slots belong to the worker process, not to a task. A
-delivery holds one slot for at most its transport's deadline (15 s for a webhook); a task
-waits for its own deliveries only SLOW_AFTER seconds, and whatever is still sending then
-finishes in the background while the process takes its next task. A task that finds no
-slot free for HAND_BACK_AFTER seconds (every one held by slow endpoints) claims nothing
-more: the rest of its batch goes back to the due set, due at once, for another process. A
-delivery is claimed only when a slot is free to send it, so its lease
+delivery holds one slot for at most its transport's deadline (15 s for a webhook). The
+Celery task waits for none of its deliveries: once each is claimed and started it returns
+and the process takes its next task, whose claims wait for free slots, so a batch's last
+slow answers never leave the process idle (`deliver_batch` called directly waits up to
+SLOW_AFTER and reports what happened). A task that finds no slot free for
+HAND_BACK_AFTER seconds (every one held by slow endpoints) claims nothing more: the rest
+of its batch goes back to the due set, due at once, for another process. A delivery is
+claimed only when a slot is free to send it, so its lease
 (deliveries.LEASE_SECONDS) starts when the attempt does."""
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ from shared.runtime import Runtime, per_process
 
 log = logging.getLogger("pressroom.notify")
 
-IN_FLIGHT = 16  # deliveries in flight per worker process
+IN_FLIGHT = 64  # deliveries in flight per worker process
+EMAIL_THREADS = 16  # of those, emails being sent at once (each holds a thread and an SMTP connection)
 HAND_BACK_AFTER = 1.0
 SLOW_AFTER = 2.0
+DRAIN_SECONDS = 20.0  # a stopping process waits this long for its deliveries in flight (webhooks end within 15 s)
 GATHER = 0.002  # how long a claim or a finish waits for more of its kind to share its Redis call
 
 
@@ -55,7 +59,7 @@ class Sender:
     def __init__(self, size: int) -> None:
         self.size = size
         self.slots = threading.BoundedSemaphore(size)
-        self.executor = ThreadPoolExecutor(size, thread_name_prefix="pressroom-email")
+        self.executor = ThreadPoolExecutor(min(size, EMAIL_THREADS), thread_name_prefix="pressroom-email")
         self.finisher = Finisher(self.slots)
 
     def take(self, wanted: int, wait_seconds: float, gather: float = GATHER) -> int:
@@ -203,10 +207,13 @@ def sender() -> Sender:
     return Sender(IN_FLIGHT)
 
 
-def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> dict[str, int]:
+def deliver_batch(
+    rt: Runtime, dids: list[str], pool: Sender | None = None, wait_seconds: float | None = None
+) -> dict[str, int]:
     """Attempt every due delivery of `dids`; returns how many ended how: 'delivered', 'retrying',
-    'failed', 'cancelled'; 'sending' (still in flight after SLOW_AFTER), 'handed back'; and what
-    was not attempted: 'busy', 'early', 'deferred', 'missing', 'already delivered' (or failed, cancelled).
+    'failed', 'cancelled'; 'sending' (still in flight after `wait_seconds`, default
+    SLOW_AFTER; 0 returns once all are started), 'handed back'; and what was not attempted:
+    'busy', 'early', 'deferred', 'missing', 'already delivered' (or failed, cancelled).
     Safe to run twice or concurrently with itself: each attempt needs its claim."""
     pool = pool or sender()
     store = DeliveryStore(rt.redis)
@@ -240,11 +247,19 @@ def deliver_batch(rt: Runtime, dids: list[str], pool: Sender | None = None) -> d
             else:
                 pool.give_back(1)
                 outcomes[f"already {claim.outcome}" if claim.outcome in TERMINAL else claim.outcome] += 1
-    done, running = wait(started, timeout=SLOW_AFTER)
+    done, running = wait(started, timeout=SLOW_AFTER if wait_seconds is None else wait_seconds)
     outcomes.update(f.result() for f in done)
     if running:
         outcomes["sending"] += len(running)
     return dict(outcomes)
+
+
+def drain(timeout: float = DRAIN_SECONDS) -> bool:
+    """Before the process exits, let its deliveries in flight end and be recorded (a process
+    that sent nothing has nothing to wait for). One cut off is sent again when its lease
+    lapses, with the same webhook-id."""
+    pool = sender.existing()
+    return pool is None or wait_idle(pool, timeout)
 
 
 def wait_idle(pool: Sender | None = None, timeout: float = 30.0) -> bool:

@@ -2,9 +2,9 @@
 
 Delivery semantics: every task is acked late and safe to run twice. The fan-out task only
 stores and batches; the batch task only creates records (due at once) and dispatches; the
-dispatcher sends due deliveries in `notify.deliver_batch` messages, each sent from the
-worker process's thread pool (services.notify.batches), so a slow endpoint holds one
-thread and delays nobody else. `notify.deliver` (one id) is what the API and
+dispatcher sends due deliveries in `notify.deliver_batch` messages, each sent in the
+worker process's delivery slots (services.notify.batches), so a slow endpoint holds one
+slot and delays nobody else. `notify.deliver` (one id) is what the API and
 `pressroom deliveries retry` send. Retries are not Celery countdowns: a failed attempt
 lands in the due set, and `scheduler.notify_retries` dispatches what is due every second
 (services.notify.dispatch).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import shared_task, signals
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
@@ -86,9 +86,11 @@ def deliver(self, delivery_id: str) -> str:
 @shared_task(bind=True, name=tasknames.NOTIFY_DELIVER_BATCH, autoretry_for=TRANSIENT, retry_backoff=1,
              retry_backoff_max=30, retry_jitter=True, max_retries=5, time_limit=90)
 def deliver_batch(self, delivery_ids: list[str]) -> dict[str, int]:
-    """One attempt at each due delivery of the batch, in this process's delivery slots."""
+    """One attempt at each due delivery of the batch, in this process's delivery slots. It
+    returns once every one is started (their ends are recorded as they come): the slots, not
+    the tasks, bound what is in flight, and the next batch's claims wait for free ones."""
     rt = self.rt
-    outcomes = batches.deliver_batch(rt, delivery_ids)
+    outcomes = batches.deliver_batch(rt, delivery_ids, wait_seconds=0)
     dispatch.top_up(rt, lambda dids: _send_batch(self.app, dids))
     return outcomes
 
@@ -108,6 +110,13 @@ def dispatch_due(self) -> int:
     if sent:
         log.info("queued %d due deliveries", sent)
     return sent
+
+
+@signals.worker_process_shutdown.connect(weak=False)
+def _drain(**kwargs) -> None:
+    """A stopping pool process lets its deliveries in flight end before it exits."""
+    if not batches.drain():
+        log.warning("deliveries still in flight at exit; they are sent again when their leases lapse")
 
 
 def _send_batch(app, dids: list[str]) -> None:

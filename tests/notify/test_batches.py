@@ -25,13 +25,18 @@ def sender():
     own.executor.shutdown(wait=True)
 
 
-def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt, webhook_receivers, sender):
+def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt, webhook_receivers):
+    sixteen = batches.Sender(16)  # fewer slots than deliveries: each connection must carry several
     receiver = webhook_receivers()
     subs = [subscribe(notify_rt, receiver.url) for _ in range(60)]
     receiver.secrets = [secret for _sub, secret in subs]
     ids = queue(notify_rt, article_event())
     opened = webhook.client().opened
-    assert batches.deliver_batch(notify_rt, ids, sender) == {"delivered": 60}
+    try:
+        assert batches.deliver_batch(notify_rt, ids, sixteen) == {"delivered": 60}
+    finally:
+        batches.wait_idle(sixteen)
+        sixteen.executor.shutdown(wait=True)
     assert sorted(r["headers"]["webhook-id"] for r in receiver.requests) == sorted(webhook_id(d) for d in ids)
     for sub, secret in subs:
         assert len(receiver.verified_payloads(secret)) == 1  # signed with its own subscription's secret
@@ -39,8 +44,8 @@ def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt,
         assert entry["status"] == "delivered" and entry["attempt"] == 1
     assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
     new_connections = webhook.client().opened - opened
-    assert 1 <= new_connections <= batches.IN_FLIGHT < 60  # kept alive, not one connection per delivery
-    assert not sender.executor._threads  # no thread per webhook: the process's HTTP loop sent them all
+    assert 1 <= new_connections <= 16  # kept alive, not one connection per delivery
+    assert not sixteen.executor._threads  # no thread per webhook: the process's HTTP loop sent them all
 
 
 def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receivers, sender, monkeypatch):
@@ -60,6 +65,36 @@ def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receiv
     held.set()
     assert batches.wait_idle(sender)
     assert record(notify_rt, by_sub[slow_sub.id])["state"] == "delivered"
+
+
+def test_a_task_that_does_not_wait_returns_once_its_deliveries_are_started(notify_rt, webhook_receivers, sender):
+    held = threading.Event()
+    slow = webhook_receivers(hold=held)
+    subs = [subscribe(notify_rt, slow.url)[0] for _ in range(3)]
+    ids = queue(notify_rt, article_event())
+    assert batches.deliver_batch(notify_rt, ids, sender, wait_seconds=0) == {"sending": 3}
+    assert {record(notify_rt, d)["state"] for d in ids} == {"delivering"}  # claimed, their POSTs under way
+    held.set()
+    assert batches.wait_idle(sender)
+    assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
+    assert [len(log(notify_rt, sub.id)) for sub in subs] == [1, 1, 1]
+
+
+def test_drain_waits_for_deliveries_in_flight_and_needs_no_sender(notify_rt, webhook_receivers, monkeypatch):
+    own = batches.Sender(4)
+    monkeypatch.setattr(batches.sender, "existing", lambda: None)
+    assert batches.drain(0.1)  # a process that sent nothing exits at once
+    monkeypatch.setattr(batches.sender, "existing", lambda: own)
+    held = threading.Event()
+    slow = webhook_receivers(hold=held)
+    subscribe(notify_rt, slow.url)
+    (did,) = queue(notify_rt, article_event())
+    assert batches.deliver_batch(notify_rt, [did], own, wait_seconds=0) == {"sending": 1}
+    assert not batches.drain(0.3)  # still waiting on its receiver
+    threading.Timer(0.3, held.set).start()
+    assert batches.drain(10)
+    assert record(notify_rt, did)["state"] == "delivered"
+    own.executor.shutdown(wait=True)
 
 
 def test_when_slow_endpoints_hold_every_thread_the_rest_goes_back_to_the_due_set(

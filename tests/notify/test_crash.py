@@ -164,3 +164,33 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_records_nothing_twice(crash
     for did, sid in dids.items():
         delivered = [e for e in log(crt, sid) if e["delivery_id"] == did and e["status"] == "delivered"]
         assert len(delivered) == 1  # recorded exactly once
+
+
+def test_a_stopped_worker_lets_its_deliveries_in_flight_end_before_it_exits(crash_env):
+    """A batch task returns once its deliveries are started; a warm stop (SIGTERM) must not cut
+    them off: the pool process waits for their answers and records them before it exits."""
+    settings = Settings.from_env({**os.environ, **crash_env})
+    crt = Runtime(settings)
+    receiver = Receiver(delay=2.0)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    store = SubscriptionStore(crt.redis)
+    sids = [store.create("webhook", receiver.url, ["Defence"], [])[0].id for _ in range(10)]
+    event = article_event()
+    dids = [delivery_id(event["id"], 1, event["type"], sid) for sid in sids]
+    deliveries = DeliveryStore(crt.redis)
+
+    worker = start_process(["worker", "notify", "--concurrency", "1"], crash_env, "notify-stop-worker")
+    try:
+        wait_for(lambda: children_of(worker.pid, direct=True), timeout=60, message="the worker's pool process")
+        create_celery(settings).send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event})
+        wait_for(lambda: len(receiver.requests) == len(dids), timeout=60, message="every POST to be under way")
+        at_stop = {did: (deliveries.get(did) or {}).get("state") for did in dids}
+        assert set(at_stop.values()) == {"delivering"}  # all waiting on the receiver; the task itself is done
+        worker.terminate()
+        assert worker.wait(30) == 0
+    finally:
+        stop_process(worker)
+        receiver.shutdown()
+        receiver.server_close()
+    assert {did: deliveries.get(did)["state"] for did in dids} == dict.fromkeys(dids, "delivered")
+    assert len(receiver.requests) == len(dids)  # each sent once: none left to be sent again

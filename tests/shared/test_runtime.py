@@ -16,6 +16,7 @@ def test_one_instance_per_process_and_a_fresh_one_after_a_fork():
         made.append(object())
         return made[-1]
 
+    assert thing.existing() is None and not made  # asking does not make one
     barrier = threading.Barrier(8)
     seen = []
 
@@ -32,11 +33,12 @@ def test_one_instance_per_process_and_a_fresh_one_after_a_fork():
 
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its first call makes a new one, its second returns that
-        ok = thing() is not made[0] and thing() is thing() and len(made) == 2
+    if pid == 0:  # the child has none until its first call makes a new one; its second returns that
+        ok = thing.existing() is None and thing() is not made[0] and thing() is thing() is thing.existing()
+        ok = ok and len(made) == 2
         os.write(write, b"1" if ok else b"0")
         os._exit(0)
     os.close(write)
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
-    assert thing() is made[0] and len(made) == 1  # the parent's is untouched
+    assert thing() is made[0] is thing.existing() and len(made) == 1  # the parent's is untouched

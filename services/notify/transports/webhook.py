@@ -21,7 +21,7 @@ CONNECT_TIMEOUT = 5.0
 TOTAL_TIMEOUT = 15.0
 ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
-KEEP_PER_HOST = 16  # idle connections kept per receiver origin: one per delivery in flight (batches.IN_FLIGHT)
+KEEP_PER_HOST = 64  # idle connections kept per receiver origin: one per delivery in flight (batches.IN_FLIGHT)
 
 
 @per_process
