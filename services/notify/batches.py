@@ -208,11 +208,11 @@ def sender() -> Sender:
 
 
 def deliver_batch(
-    rt: Runtime, dids: list[str], pool: Sender | None = None, wait_seconds: float | None = None
+    rt: Runtime, dids: list[str], pool: Sender | None = None, wait_seconds: float = SLOW_AFTER
 ) -> dict[str, int]:
     """Attempt every due delivery of `dids`; returns how many ended how: 'delivered', 'retrying',
-    'failed', 'cancelled'; 'sending' (still in flight after `wait_seconds`, default
-    SLOW_AFTER; 0 returns once all are started), 'handed back'; and what was not attempted:
+    'failed', 'cancelled'; 'sending' (still in flight after `wait_seconds`; 0 returns once
+    all are started), 'handed back'; and what was not attempted:
     'busy', 'early', 'deferred', 'missing', 'already delivered' (or failed, cancelled).
     Safe to run twice or concurrently with itself: each attempt needs its claim."""
     pool = pool or sender()
@@ -247,7 +247,7 @@ def deliver_batch(
             else:
                 pool.give_back(1)
                 outcomes[f"already {claim.outcome}" if claim.outcome in TERMINAL else claim.outcome] += 1
-    done, running = wait(started, timeout=SLOW_AFTER if wait_seconds is None else wait_seconds)
+    done, running = wait(started, timeout=wait_seconds)
     outcomes.update(f.result() for f in done)
     if running:
         outcomes["sending"] += len(running)

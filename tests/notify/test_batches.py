@@ -48,8 +48,7 @@ def test_a_batch_delivers_every_subscriber_once_over_kept_connections(notify_rt,
     assert not sixteen.executor._threads  # no thread per webhook: the process's HTTP loop sent them all
 
 
-def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receivers, sender, monkeypatch):
-    monkeypatch.setattr(batches, "SLOW_AFTER", 4.0)  # room for 20 fast POSTs on a loaded machine
+def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receivers, sender):
     held = threading.Event()
     slow = webhook_receivers(hold=held)  # answers only when the test lets it
     fast = webhook_receivers()
@@ -58,7 +57,7 @@ def test_a_slow_endpoint_in_a_batch_delays_nobody_else(notify_rt, webhook_receiv
     ids = queue(notify_rt, article_event())
     by_sub = {record(notify_rt, d)["sub"]: d for d in ids}
     slow_first = [by_sub[slow_sub.id]] + [by_sub[s.id] for s in fast_subs]
-    outcomes = batches.deliver_batch(notify_rt, slow_first, sender)
+    outcomes = batches.deliver_batch(notify_rt, slow_first, sender, wait_seconds=4.0)  # room for 20 fast POSTs
     assert outcomes == {"delivered": 20, "sending": 1}  # the task is done; the slow one goes on in the background
     assert record(notify_rt, by_sub[slow_sub.id])["state"] == "delivering"
     assert len(fast.requests) == 20
@@ -101,7 +100,6 @@ def test_when_slow_endpoints_hold_every_thread_the_rest_goes_back_to_the_due_set
     notify_rt, webhook_receivers, monkeypatch
 ):
     monkeypatch.setattr(batches, "HAND_BACK_AFTER", 0.3)
-    monkeypatch.setattr(batches, "SLOW_AFTER", 0.1)
     two = batches.Sender(2)
     held = threading.Event()
     slow = webhook_receivers(hold=held)
@@ -113,7 +111,8 @@ def test_when_slow_endpoints_hold_every_thread_the_rest_goes_back_to_the_due_set
     fast_ids = [by_sub[s.id] for s in fast_subs]
     notify_rt.redis.zadd(DUE, dict.fromkeys(ids, time.time() + 120))  # as the dispatcher leaves released ones
     try:
-        outcomes = batches.deliver_batch(notify_rt, [by_sub[s.id] for s in slow_subs] + fast_ids, two)
+        outcomes = batches.deliver_batch(notify_rt, [by_sub[s.id] for s in slow_subs] + fast_ids, two,
+                                         wait_seconds=0.1)
         assert outcomes == {"sending": 2, "handed back": 3}
         assert fast.requests == []
         now = time.time()
