@@ -6,7 +6,7 @@ one thread, bench/notify.py). A `Client` owns one thread that drives every reque
 process over non-blocking sockets (selectors): a request is handed in with a callback and
 costs no thread while it waits for its receiver. Requests are framed here (HTTP/1.1, the
 few headers a client sends); answers are parsed by llhttp, Node's parser (httptools), at
-a hundredth of a pure-Python parser's cost. A webhook POST costs 0.13-0.17 ms of CPU.
+a hundredth of a pure-Python parser's cost. A webhook POST costs 0.10-0.14 ms of CPU.
 
 The guard and the limits are netguard's: a new connection is made only to addresses that
 `netguard.check_url` accepted (names are resolved on a helper thread, never in the loop),
