@@ -38,6 +38,7 @@ class DevTools:
         self.timeout = timeout
         self._next_id = 0
         self._buffer = b""
+        self._events: list[dict] = []  # what arrived while a command's reply was awaited
         to_browser, self._write = os.pipe()
         self._read, from_browser = os.pipe()
 
@@ -56,25 +57,33 @@ class DevTools:
         )
         os.close(to_browser)
         os.close(from_browser)
-        target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-        self.call("Page.enable", session=True)
+        try:
+            target = self.call("Target.createTarget", url="about:blank")["targetId"]
+            self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                      deviceScaleFactor=1, mobile=False)
+            self.call("Page.enable", session=True)
+        except BaseException:
+            self.close()
+            raise
 
     def call(self, method: str, session: bool = False, **params) -> dict:
-        """Send one command and return its result, setting aside the events that come before it."""
+        """Send one command and return its result, keeping the events that come before it."""
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params}
         if session:
             message["sessionId"] = self.session
         os.write(self._write, json.dumps(message).encode() + b"\0")
-        reply = self._wait(lambda m: m.get("id") == self._next_id)
+        reply = self._wait(lambda m: m.get("id") == self._next_id, keep_others=True)
         if "error" in reply:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply["result"]
 
-    def _wait(self, wanted) -> dict:
+    def _wait(self, wanted, keep_others: bool = False) -> dict:
+        """The next message `wanted` accepts: an event kept earlier, else one still to come."""
+        for number, message in enumerate(self._events):
+            if wanted(message):
+                return self._events.pop(number)
         deadline = time.monotonic() + self.timeout
         while True:
             while b"\0" in self._buffer:
@@ -82,6 +91,8 @@ class DevTools:
                 message = json.loads(raw)
                 if wanted(message):
                     return message
+                if keep_others and "method" in message:
+                    self._events.append(message)
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._read], [], [], left)[0]:
                 raise TimeoutError("the browser did not answer in time")
@@ -92,6 +103,7 @@ class DevTools:
 
     def open(self, url: str) -> None:
         """Navigate and wait for the load event (every image the page asked for has arrived or failed)."""
+        self._events.clear()  # only this navigation's load counts
         self.call("Page.navigate", session=True, url=url)
         self._wait(lambda m: m.get("method") == "Page.loadEventFired" and m.get("sessionId") == self.session)
 
@@ -130,6 +142,11 @@ def screenshot(url: str, target: Path, profile: Path, image: str = "figure img",
     finally:
         browser.close()
     return chosen
+
+
+def srcset_urls(element) -> set[str]:
+    """The URLs an <img>'s or <source>'s srcset offers (what the browser may choose from)."""
+    return {candidate.split()[0] for candidate in element.get("srcset", "").split(",") if candidate.strip()}
 
 
 def pixels_near(shot: Path, colour: tuple[int, int, int], distance: int = 30) -> int:
