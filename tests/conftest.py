@@ -289,6 +289,7 @@ class WebhookReceiver:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            request_queue_size = 512  # as a real server's backlog: a worker opens up to 64 connections at once
 
             def handle_error(self, request, client_address):
                 pass  # a client that gave up on a hanging answer closed the socket: expected here

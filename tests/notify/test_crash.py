@@ -38,6 +38,7 @@ class Receiver(ThreadingHTTPServer):
     """Keep-alive receiver that notes each request's client port and answers after `delay`."""
 
     daemon_threads = True
+    request_queue_size = 512  # as a real server's backlog: 64 connections a process must not overflow it
 
     def __init__(self, delay: float) -> None:
         self.delay, self.requests, self.lock = delay, [], threading.Lock()
