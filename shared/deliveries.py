@@ -95,17 +95,17 @@ _CLAIM = """
 local due, now = KEYS[1], tonumber(ARGV[1])
 local bodies, seen = {}, {}
 local function claim(record, busy, sub, event, waiting, id, token)
-  local state = redis.call('HGET', record, 'state')
+  local held = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'attempts')
+  local state = held[1]
   if not state then redis.call('ZREM', due, id) return {'missing', 0} end
   if state == 'delivered' or state == 'failed' or state == 'cancelled' then
     redis.call('ZREM', due, id)
     return {state, 0}
   end
   if state == 'delivering' then
-    local lease = tonumber(redis.call('HGET', record, 'lease_until') or '0')
-    if lease > now then return {'busy', 0} end
+    if tonumber(held[2] or '0') > now then return {'busy', 0} end
   else
-    local at = tonumber(redis.call('HGET', record, 'next_at') or '0')
+    local at = tonumber(held[3] or '0')
     if at > now then redis.call('ZADD', due, at, id) return {'early', 0} end
   end
   if not redis.call('SET', busy, token, 'NX', 'PX', ARGV[3]) then
@@ -113,8 +113,9 @@ local function claim(record, busy, sub, event, waiting, id, token)
     redis.call('ZADD', due, ARGV[4], id)
     return {'deferred', 0}
   end
-  local attempts = redis.call('HINCRBY', record, 'attempts', 1)
-  redis.call('HSET', record, 'state', 'delivering', 'lease_until', ARGV[2], 'token', token, 'updated_at', ARGV[1])
+  local attempts = tonumber(held[4] or '0') + 1
+  redis.call('HSET', record, 'state', 'delivering', 'lease_until', ARGV[2], 'token', token, 'updated_at', ARGV[1],
+    'attempts', attempts)
   redis.call('ZADD', due, ARGV[2], id)
   if seen[event] == nil then
     local body = redis.call('GET', event)
@@ -142,8 +143,7 @@ local function finish(record, busy, log, waiting, token, state, next_at, now, st
     local nxt = redis.call('ZPOPMIN', waiting)
     if nxt[1] then redis.call('ZADD', due, now, nxt[1]) end
   end
-  if entry ~= '' then
-    redis.call('LPUSH', log, entry)
+  if entry ~= '' and redis.call('LPUSH', log, entry) > tonumber(ARGV[2]) then
     redis.call('LTRIM', log, 0, tonumber(ARGV[2]) - 1)
   end
   if redis.call('HGET', record, 'token') ~= token then return 0 end
@@ -194,7 +194,7 @@ class Claim:
     attempt: int
     token: str
     sid: str = ""
-    subscription: dict | None = None  # the subscription's SUB_FIELDS as Redis holds them (None if it is gone)
+    subscription: dict | None = None  # the subscription's SUB_FIELDS, decoded ('' if absent; None if it is gone)
     event: dict | None = None  # the stored event (None if it expired)
 
 
@@ -270,7 +270,8 @@ class DeliveryStore:
         if not records:
             return {}
         now = time.time() if now is None else now
-        tokens = {did: secrets.token_hex(8) for did in records}
+        prefix = secrets.token_hex(8)  # one random draw a chunk: a token only has to differ from its attempt's others
+        tokens = {did: f"{prefix}{n:x}" for n, did in enumerate(records)}
         keys, args = [DUE], [now, now + lease_seconds, int(lease_seconds * 1000), now + 2 * lease_seconds]
         for did, record in records.items():
             sid = record["sub"]
@@ -285,7 +286,7 @@ class DeliveryStore:
                 claims[did] = Claim(outcome, attempt, tokens[did], sid)
                 continue
             values, event = reply[2], int(reply[3])
-            sub = dict(zip(SUB_FIELDS, values, strict=True)) if values and values[0] is not None else None
+            sub = dict(zip(SUB_FIELDS, map(_s, values), strict=True)) if values and values[0] is not None else None
             claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events[event - 1] if event else None)
         return claims
 
@@ -358,4 +359,6 @@ class DeliveryStore:
 
 
 def _s(value) -> str:
+    if type(value) is str:
+        return value
     return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))

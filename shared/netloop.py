@@ -93,16 +93,28 @@ def _request_bytes(method: str, target: str, host_header: str, body: bytes | Non
         lines.append(f"Content-Length: {len(body)}")
     encoding = "Accept-Encoding: identity"  # unless the caller asks otherwise: answers are read as they come
     for name, value in headers.items():
-        if not _TOKEN.fullmatch(name) or _BREAKS.search(value):
+        kind = _header_kind(name)
+        if kind is None or _BREAKS.search(value):
             raise ValueError(f"invalid request header {name!r}")
-        lowered = name.lower()
-        if lowered == "accept-encoding":
+        if kind == "accept-encoding":
             encoding = f"{name}: {value}"
-        elif lowered not in ("host", "content-length"):
+        elif kind:
             lines.append(f"{name}: {value}")
     lines.append(encoding)
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1") + (body or b"")
+
+
+@lru_cache(maxsize=256)
+def _header_kind(name: str) -> str | None:
+    """None for a name that is not an HTTP token; '' for one the client sets itself (Host,
+    Content-Length); 'accept-encoding'; otherwise 'other'. Cached: a process sends few names."""
+    if not _TOKEN.fullmatch(name):
+        return None
+    lowered = name.lower()
+    if lowered in ("host", "content-length"):
+        return ""
+    return "accept-encoding" if lowered == "accept-encoding" else "other"
 
 
 class _Conn:

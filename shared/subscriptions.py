@@ -16,6 +16,7 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import redis
 
@@ -120,8 +121,8 @@ class Subscription:
             id=d["id"],
             channel=d["channel"],
             target=d["target"],
-            topics=json.loads(d["topics"]),
-            events=json.loads(d["events"]),
+            topics=_names(d["topics"]),
+            events=_names(d["events"]),
             status=d["status"],
             created_at=float(d["created_at"]),
             updated_at=float(d["updated_at"]),
@@ -382,5 +383,18 @@ def _token_owner(token: str) -> str:
     return sid
 
 
+@lru_cache(maxsize=4096)
+def _parsed_names(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _names(text: str) -> list[str]:
+    """A stored JSON list of topics or events. Subscribers mostly share a few lists, and a
+    fan-out reads thousands of subscriptions: each distinct list is parsed once."""
+    return list(_parsed_names(text))
+
+
 def _s(value) -> str:
+    if type(value) is str:
+        return value
     return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 from queue import Empty, SimpleQueue
@@ -82,16 +82,16 @@ class Sender:
         for _ in range(count):
             self.slots.release()
 
-    def start(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim) -> Future:
-        """Send one claimed delivery in a reserved slot. The slot is freed, and the returned
-        future set to the outcome, once the attempt's end is recorded."""
-        future: Future = Future()
+    def start(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, tally: Tally) -> None:
+        """Send one claimed delivery in a reserved slot. The slot is freed, and the outcome
+        counted in `tally`, once the attempt's end is recorded."""
+        tally.add()
 
         def finish(did: str, claim: Claim, state: str, **details) -> None:
-            self.finisher.put(_Finish(store, did, claim, state, details, future))
+            self.finisher.put(_Finish(store, did, claim, state, details, tally))
 
         def done(result: Result | DeliveryError) -> None:
-            self.finisher.put(_Conclude(rt, store, ready, result, future))
+            self.finisher.put(_Conclude(rt, store, ready, result, tally))
 
         try:
             ready = deliveries.begin(did, record, claim, finish)
@@ -99,47 +99,74 @@ class Sender:
                 if ready.sub.channel == "webhook":
                     deliveries.start_webhook(rt.settings, ready, done)
                 else:
-                    self.executor.submit(self._send_and_wait, rt, ready, done, future)
+                    self.executor.submit(self._send_and_wait, rt, ready, done, tally)
         except Exception:
-            self._lost(did, claim, future)
-        return future
+            self._lost(did, claim, tally)
 
-    def _send_and_wait(self, rt: Runtime, ready: deliveries.Attempt, done, future: Future) -> None:
+    def _send_and_wait(self, rt: Runtime, ready: deliveries.Attempt, done, tally: Tally) -> None:
         try:
             result: Result | DeliveryError = deliveries.send(rt.settings, ready.sub, ready.claim.event, ready.did)
         except DeliveryError as exc:
             result = exc
         except Exception:
-            return self._lost(ready.did, ready.claim, future)
+            return self._lost(ready.did, ready.claim, tally)
         return done(result)
 
-    def _lost(self, did: str, claim: Claim, future: Future) -> None:
+    def _lost(self, did: str, claim: Claim, tally: Tally) -> None:
         # its lease runs out and the due set hands it out again
         log.exception("delivery %s: attempt %d not recorded", did, claim.attempt)
         self.slots.release()
-        future.set_result("error")
+        tally.end("error")
+
+
+class Tally:
+    """The outcomes of one batch's attempts, counted as their ends are recorded (one lock a
+    batch, not a future a delivery: the count is all a caller waits for)."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.running = 0
+        self._changed = threading.Condition()
+
+    def add(self) -> None:
+        with self._changed:
+            self.running += 1
+
+    def end(self, outcome: str) -> None:
+        with self._changed:
+            self.outcomes[outcome] += 1
+            self.running -= 1
+            if not self.running:
+                self._changed.notify_all()
+
+    def wait(self, timeout: float) -> tuple[Counter[str], int]:
+        """The outcomes so far and how many are still running, once none is or `timeout` passed."""
+        with self._changed:
+            if timeout > 0:
+                self._changed.wait_for(lambda: not self.running, timeout)
+            return Counter(self.outcomes), self.running
 
 
 _OUTCOMES = {"delivered": "delivered", "pending": "retrying", "failed": "failed", "cancelled": "cancelled"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Finish:
     store: DeliveryStore
     did: str
     claim: Claim
     state: str
     details: dict
-    future: Future
+    tally: Tally
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Conclude:
     rt: Runtime
     store: DeliveryStore
     attempt: deliveries.Attempt
     result: Result | DeliveryError
-    future: Future
+    tally: Tally
 
 
 class Finisher:
@@ -178,7 +205,7 @@ class Finisher:
         ends: list[_Finish] = []
 
         def finish(did: str, claim: Claim, state: str, **details) -> None:
-            ends.append(_Finish(item.store, did, claim, state, details, item.future))
+            ends.append(_Finish(item.store, did, claim, state, details, item.tally))
 
         try:
             deliveries.conclude(item.rt, item.attempt, item.result, finish)
@@ -186,7 +213,7 @@ class Finisher:
             log.exception("delivery %s: attempt %d not concluded", item.attempt.did, item.attempt.claim.attempt)
             if not ends:  # its lease runs out and the due set hands it out again
                 self.slots.release()
-                item.future.set_result("error")
+                item.tally.end("error")
         return ends
 
     def _record(self, store: DeliveryStore, group: list[_Finish]) -> None:
@@ -198,7 +225,7 @@ class Finisher:
             outcomes = ["error"] * len(group)
         for item, outcome in zip(group, outcomes, strict=True):
             self.slots.release()
-            item.future.set_result(outcome)
+            item.tally.end(outcome)
 
 
 @per_process
@@ -218,6 +245,7 @@ def deliver_batch(
     pool = pool or sender()
     store = DeliveryStore(rt.redis)
     outcomes: Counter[str] = Counter()
+    tally = Tally()
     records = store.get_many(list(dict.fromkeys(dids)))
     todo: deque[str] = deque()
     for did, record in records.items():
@@ -227,7 +255,6 @@ def deliver_batch(
             outcomes[f"already {record['state']}"] += 1
         else:
             todo.append(did)
-    started: list[Future] = []
     while todo:
         free = pool.take(len(todo), HAND_BACK_AFTER)
         if not free:
@@ -243,14 +270,14 @@ def deliver_batch(
             raise
         for did, claim in claims.items():
             if claim.outcome == "claimed":
-                started.append(pool.start(rt, store, did, chunk[did], claim))
+                pool.start(rt, store, did, chunk[did], claim, tally)
             else:
                 pool.give_back(1)
                 outcomes[f"already {claim.outcome}" if claim.outcome in TERMINAL else claim.outcome] += 1
-    done, running = wait(started, timeout=wait_seconds)
-    outcomes.update(f.result() for f in done)
+    ended, running = tally.wait(wait_seconds)
+    outcomes.update(ended)
     if running:
-        outcomes["sending"] += len(running)
+        outcomes["sending"] += running
     return dict(outcomes)
 
 
