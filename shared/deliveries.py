@@ -56,7 +56,7 @@ def webhook_id(did: str) -> str:
 # KEYS: record per subscriber..., due   ARGV: event_key, type, aid, version, now, ttl, then one sub id per record
 _CREATE = """
 local due = KEYS[#KEYS]
-local out = {}
+local out, scored = {}, {}
 for i = 1, #KEYS - 1 do
   local state = redis.call('HGET', KEYS[i], 'state')
   if state then
@@ -67,10 +67,13 @@ for i = 1, #KEYS - 1 do
       'article', ARGV[3], 'version', ARGV[4], 'state', 'pending', 'attempts', '0', 'next_at', ARGV[5],
       'created_at', ARGV[5], 'updated_at', ARGV[5])
     redis.call('EXPIRE', KEYS[i], ARGV[6])
-    redis.call('ZADD', due, ARGV[5], did)
+    scored[#scored + 1] = ARGV[5]
+    scored[#scored + 1] = did
+    if #scored == 1000 then redis.call('ZADD', due, unpack(scored)) scored = {} end
     out[i] = 'created'
   end
 end
+if #scored > 0 then redis.call('ZADD', due, unpack(scored)) end
 return out
 """
 
@@ -181,7 +184,13 @@ return 'reset'
 # KEYS: due   ARGV: now, limit, requeue_at
 _RELEASE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+local scored = {}
+for _, id in ipairs(ids) do
+  scored[#scored + 1] = ARGV[3]
+  scored[#scored + 1] = id
+  if #scored == 1000 then redis.call('ZADD', KEYS[1], unpack(scored)) scored = {} end
+end
+if #scored > 0 then redis.call('ZADD', KEYS[1], unpack(scored)) end
 return ids
 """
 

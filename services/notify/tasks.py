@@ -13,6 +13,7 @@ lands in the due set, and `scheduler.notify_retries` dispatches what is due ever
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task, signals
 from marshmallow import ValidationError
@@ -32,9 +33,7 @@ TRANSIENT = (RedisError, ConnectionError, TimeoutError)
 def article_event(self, event: dict) -> int:
     """Find the subscribers of one article event and queue them in batches."""
     rt = self.rt
-    count = matching.fan_out(
-        rt, event, lambda ekey, sids: self.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
-    )
+    count = matching.fan_out(rt, event, _first_here(self))
     log.info("%s %s v%s matched %d subscriptions", event.get("type"), event.get("id"), event.get("version"), count)
     return count
 
@@ -52,9 +51,7 @@ def article_events(self, events: list[dict]) -> int:
     count, malformed = 0, {}
     for number, event in enumerate(events):
         try:
-            count += matching.fan_out(
-                rt, event, lambda ekey, sids: self.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
-            )
+            count += matching.fan_out(rt, event, _first_here(self))
         except ValidationError as exc:
             malformed[number] = exc.messages
     log.info("%d article events matched %d subscriptions", len(events) - len(malformed), count)
@@ -117,6 +114,25 @@ def _drain(**kwargs) -> None:
     """A stopping pool process lets its deliveries in flight end before it exits."""
     if not batches.drain():
         log.warning("deliveries still in flight at exit; they are sent again when their leases lapse")
+
+
+def _first_here(task) -> Callable[[str, list[str]], None]:
+    """fan_out's hand-off of its batches: the first batch's deliveries are created and
+    dispatched right here, so its messages are queued ahead of the other batches' and the
+    first notifications leave while workers still create the rest (in parallel, one
+    `notify.queue_batch` task a batch)."""
+    first = True
+
+    def send(ekey: str, sids: list[str]) -> None:
+        nonlocal first
+        if first:
+            first = False
+            matching.create_deliveries(task.rt, ekey, sids)
+            dispatch.dispatch(task.rt, lambda dids: _send_batch(task.app, dids))
+        else:
+            task.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
+
+    return send
 
 
 def _send_batch(app, dids: list[str]) -> None:

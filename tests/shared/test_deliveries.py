@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from shared import deliveries
 from shared.deliveries import DUE, DeliveryStore, busy_key, delivery_key
 from shared.subscriptions import Subscription, sub_key
 from tests.notify.helpers import article_event, queue, subscribe
@@ -80,3 +81,45 @@ def test_finishing_a_group_records_each_attempt_and_skips_a_lost_lease(rt):
     for sub in subs:  # every subscriber is free again
         assert rt.redis.get(busy_key(sub.id)) is None
     assert store.log_page(claims[ids[0]].sid, 1, 10)[0] == [{"status": "delivered"}]
+
+
+def test_a_subscribers_log_keeps_its_newest_entries_up_to_its_length(rt, monkeypatch):
+    monkeypatch.setattr(deliveries, "LOG_LENGTH", 3)
+    store = DeliveryStore(rt.redis)
+    topic = _topic()
+    sub, _ = subscribe(rt, "https://log.example.test/hook", topics=[topic])
+    for n in range(5):
+        (did,) = queue(rt, article_event(topics=[topic]))
+        claim = store.claim(did, 60)
+        assert store.finish(did, claim, "delivered", log_entry={"n": n})
+    assert store.log_page(sub.id, 1, 10) == ([{"n": 4}, {"n": 3}, {"n": 2}], 3)
+
+
+def test_creating_and_releasing_more_than_one_due_set_call_holds_sets_every_score(rt):
+    store = DeliveryStore(rt.redis)
+    event = {"id": "a" + uuid.uuid4().hex[:12], "version": 1, "type": "article.published"}
+    ekey = store.save_event(event)
+    long_ago = -1e6 - (uuid.uuid4().int % 1000)  # due before anything another test leaves in the due set
+
+    made = store.create_many(ekey, event, [f"s{n}" for n in range(1200)], now=long_ago)
+
+    ids = [did for did, state in made if state == "created"]
+    assert len(ids) == 1200 and all(rt.redis.zscore(DUE, did) == long_ago for did in ids)
+    released = store.release_due(now=long_ago, limit=1100, requeue_after=50)
+    assert len(released) == 1100 and set(released) <= set(ids)
+    assert sorted(rt.redis.zscore(DUE, did) for did in ids) == [long_ago] * 100 + [long_ago + 50] * 1100
+    rt.redis.zrem(DUE, *ids)
+
+
+def test_each_claim_of_a_chunk_gets_its_own_token(rt):
+    store = DeliveryStore(rt.redis)
+    topic = _topic()
+    for n in range(20):
+        subscribe(rt, f"https://t{n}.example.test/hook", topics=[topic])
+    tokens = []
+    for _ in range(2):  # two chunks, each finished before the next subscriber's delivery is claimed
+        claims = store.claim_many(store.get_many(queue(rt, article_event(topics=[topic]))), 60)
+        assert [c.outcome for c in claims.values()] == ["claimed"] * 20
+        assert all(store.finish_many([(did, c, "delivered", {}) for did, c in claims.items()]))
+        tokens += [c.token for c in claims.values()]
+    assert len(set(tokens)) == 40
