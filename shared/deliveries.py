@@ -256,7 +256,7 @@ class DeliveryStore:
         if not dids:
             return {}
         replies = self._read(keys=[delivery_key(did) for did in dids], args=RECORD_FIELDS)
-        return {did: (dict(zip(RECORD_FIELDS, map(_s, values), strict=True)) if values[0] is not None else None)
+        return {did: (dict(zip(RECORD_FIELDS, _texts(values), strict=True)) if values[0] is not None else None)
                 for did, values in zip(dids, replies, strict=True)}
 
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
@@ -295,7 +295,7 @@ class DeliveryStore:
                 claims[did] = Claim(outcome, attempt, tokens[did], sid)
                 continue
             values, event = reply[2], int(reply[3])
-            sub = dict(zip(SUB_FIELDS, map(_s, values), strict=True)) if values and values[0] is not None else None
+            sub = dict(zip(SUB_FIELDS, _texts(values), strict=True)) if values and values[0] is not None else None
             claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events[event - 1] if event else None)
         return claims
 
@@ -365,6 +365,11 @@ class DeliveryStore:
 
     def drop_log(self, sid: str) -> None:
         self.redis.delete(log_key(sid))
+
+
+def _texts(values: list) -> list[str]:
+    """A script reply's values as text ('' for nil): _s inlined, for the hot path's many."""
+    return [v.decode() if type(v) is bytes else ("" if v is None else str(v)) for v in values]
 
 
 def _s(value) -> str:

@@ -116,7 +116,11 @@ class Subscription:
 
     @classmethod
     def from_hash(cls, raw: dict) -> Subscription:
-        d = {_s(k): _s(v) for k, v in raw.items()}
+        return cls.from_fields({_s(k): _s(v) for k, v in raw.items()})
+
+    @classmethod
+    def from_fields(cls, d: dict[str, str]) -> Subscription:
+        """From the hash's fields already decoded (a delivery's claim reads them so)."""
         return cls(
             id=d["id"],
             channel=d["channel"],

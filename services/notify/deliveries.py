@@ -79,7 +79,7 @@ def begin(did: str, record: dict, claim: Claim, finish: Finish) -> Attempt | str
     deleted, its event expired) is finished here and its outcome returned instead."""
     entry = {"delivery_id": did, "event": record["type"], "article_id": record["article"],
              "version": int(record["version"]), "attempt": claim.attempt}
-    sub = Subscription.from_hash(claim.subscription) if claim.subscription else None
+    sub = Subscription.from_fields(claim.subscription) if claim.subscription else None
     if sub is None or sub.status != "active":
         reason = f"subscription {sub.status}" if sub else "subscription deleted"
         logged = _entry(entry, "cancelled", error=reason) if sub else None  # a deleted one has no log
