@@ -84,8 +84,7 @@ class Sender:
 
     def start(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, tally: Tally) -> None:
         """Send one claimed delivery in a reserved slot. The slot is freed, and the outcome
-        counted in `tally`, once the attempt's end is recorded."""
-        tally.add()
+        counted in `tally` (which counted it as running), once the attempt's end is recorded."""
 
         def finish(did: str, claim: Claim, state: str, **details) -> None:
             self.finisher.put(_Finish(store, did, claim, state, details, tally))
@@ -116,7 +115,7 @@ class Sender:
         # its lease runs out and the due set hands it out again
         log.exception("delivery %s: attempt %d not recorded", did, claim.attempt)
         self.slots.release()
-        tally.end("error")
+        tally.end(["error"])
 
 
 class Tally:
@@ -128,14 +127,14 @@ class Tally:
         self.running = 0
         self._changed = threading.Condition()
 
-    def add(self) -> None:
+    def add(self, count: int) -> None:
         with self._changed:
-            self.running += 1
+            self.running += count
 
-    def end(self, outcome: str) -> None:
+    def end(self, outcomes: list[str]) -> None:
         with self._changed:
-            self.outcomes[outcome] += 1
-            self.running -= 1
+            self.outcomes.update(outcomes)
+            self.running -= len(outcomes)
             if not self.running:
                 self._changed.notify_all()
 
@@ -213,7 +212,7 @@ class Finisher:
             log.exception("delivery %s: attempt %d not concluded", item.attempt.did, item.attempt.claim.attempt)
             if not ends:  # its lease runs out and the due set hands it out again
                 self.slots.release()
-                item.tally.end("error")
+                item.tally.end(["error"])
         return ends
 
     def _record(self, store: DeliveryStore, group: list[_Finish]) -> None:
@@ -223,9 +222,12 @@ class Finisher:
         except Exception:
             log.exception("%d attempts not recorded; their leases run out and they are tried again", len(group))
             outcomes = ["error"] * len(group)
+        self.slots.release(len(group))
+        ended: dict[Tally, list[str]] = {}
         for item, outcome in zip(group, outcomes, strict=True):
-            self.slots.release()
-            item.tally.end(outcome)
+            ended.setdefault(item.tally, []).append(outcome)
+        for tally, each in ended.items():
+            tally.end(each)
 
 
 @per_process
@@ -268,6 +270,7 @@ def deliver_batch(
         except BaseException:
             pool.give_back(free)
             raise
+        tally.add(sum(claim.outcome == "claimed" for claim in claims.values()))
         for did, claim in claims.items():
             if claim.outcome == "claimed":
                 pool.start(rt, store, did, chunk[did], claim, tally)

@@ -161,5 +161,14 @@ def _entry(
     }
 
 
+_last_iso: tuple[int, str] = (-1, "")
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    """The log's timestamp form; the attempts that end in one millisecond share it."""
+    global _last_iso
+    ms = int(ts * 1000)
+    last = _last_iso
+    if last[0] != ms:
+        last = _last_iso = (ms, datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds"))
+    return last[1]
