@@ -19,8 +19,8 @@ from shared import tasknames
 from shared.deliveries import DeliveryStore
 from shared.runtime import Runtime
 
-BATCH = 250  # delivery ids per message
-MAX_BACKLOG = 8  # messages (up to 2,000 deliveries)
+BATCH = 500  # delivery ids per message
+MAX_BACKLOG = 4  # messages (up to 2,000 deliveries)
 RELEASE = 500  # ids taken from the due set per round trip
 REQUEUE_AFTER = 120.0
 QUEUE = tasknames.queue_for(tasknames.NOTIFY_DELIVER_BATCH)
