@@ -33,6 +33,7 @@ from shared.subscriptions import sub_key as subscription_key
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
 LOG_LENGTH = 1000
 TERMINAL = ("delivered", "failed", "cancelled")
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one a log line (json.dumps makes one)
 DUE = NOTIFY_DUE
 
 
@@ -324,7 +325,7 @@ class DeliveryStore:
             keys += [delivery_key(did), busy_key(sid), log_key(sid), waiting_key(sid)]
             args += [claim.token, state, details.get("next_at", 0.0), time.time() if now is None else now,
                      details.get("http_status") or "", details.get("error", "")[:300], did,
-                     json.dumps(entry, separators=(",", ":")) if entry else ""]
+                     _compact(entry) if entry else ""]
         return [bool(done) for done in self._finish(keys=keys, args=args)]
 
     def defer(self, did: str, at: float) -> None:
@@ -350,7 +351,7 @@ class DeliveryStore:
     # the log subscribers read through the API
     def log(self, sid: str, entry: dict) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.lpush(log_key(sid), json.dumps(entry, separators=(",", ":")))
+        pipe.lpush(log_key(sid), _compact(entry))
         pipe.ltrim(log_key(sid), 0, LOG_LENGTH - 1)
         pipe.execute()
 
