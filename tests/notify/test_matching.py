@@ -1,5 +1,7 @@
 """Matching by the topic index and fan-out into batches of deliveries created once."""
 
+import uuid
+
 from services.notify import matching
 from shared.deliveries import DeliveryStore, delivery_id
 from shared.subscriptions import SubscriptionStore, normalise_topic
@@ -93,3 +95,28 @@ def test_tokens_with_any_characters_are_just_wrong(notify_rt):
             SubscriptionStore(notify_rt.redis).confirm(token)
         with pytest.raises(NotFound):
             SubscriptionStore(notify_rt.redis).by_unsubscribe_token(token)
+
+
+def test_the_event_task_creates_and_dispatches_the_first_batch_itself_before_queueing_the_rest(notify_rt, monkeypatch):
+    from types import SimpleNamespace
+
+    from services.notify import tasks
+    from shared import tasknames
+
+    monkeypatch.setattr(matching, "BATCH_SIZE", 5)
+    topic = "first-" + uuid.uuid4().hex[:8]
+    for n in range(12):
+        subscribe(notify_rt, f"http://127.0.0.1:9/first/{n}", topics=[topic])
+    sent: list[tuple[str, list]] = []  # the broker, in the order messages reach it
+    task = SimpleNamespace(rt=notify_rt, app=SimpleNamespace(send_task=lambda name, args: sent.append((name, args))))
+    event = article_event(topics=[topic])
+
+    assert matching.fan_out(notify_rt, event, tasks._first_here(task)) == 12
+
+    assert [name for name, _ in sent] == [tasknames.NOTIFY_DELIVER_BATCH, *[tasknames.NOTIFY_QUEUE_BATCH] * 2]
+    (first_ids,), later = sent[0][1], [sids for _, (_, sids) in sent[1:]]
+    store = DeliveryStore(notify_rt.redis)
+    assert len(first_ids) == 5 and all(r["state"] == "pending" for r in store.get_many(first_ids).values())
+    assert [len(sids) for sids in later] == [5, 2]
+    later_ids = [delivery_id(event["id"], 1, event["type"], sid) for sids in later for sid in sids]
+    assert all(r is None for r in store.get_many(later_ids).values())  # left to the queue_batch tasks
