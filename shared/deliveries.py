@@ -280,7 +280,7 @@ class DeliveryStore:
         if not records:
             return {}
         now = time.time() if now is None else now
-        prefix = secrets.token_hex(8)  # one random draw a chunk: a token only has to differ from its attempt's others
+        prefix = secrets.token_hex(8)  # 64 random bits a chunk, numbered within it: still a token of its own an attempt
         tokens = {did: f"{prefix}{n:x}" for n, did in enumerate(records)}
         keys, args = [DUE], [now, now + lease_seconds, int(lease_seconds * 1000), now + 2 * lease_seconds]
         for did, record in records.items():
