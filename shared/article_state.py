@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from shared import keys
+from shared.redis_text import text
 
 TIMELINE_LENGTH = 200
 STATUSES = ("queued", "scheduled", "published", "failed", "withdrawn")
@@ -166,8 +167,8 @@ class ArticleState:
                 stored, ttl, enqueue.message if enqueue else "",
             ],
         )
-        outcome, stored_version, stored_status = (_s(v) for v in result[:3])
-        return Decision(outcome, int(stored_version), stored_status, sent=len(result) > 3 and _s(result[3]) == "1")
+        outcome, stored_version, stored_status = (text(v) for v in result[:3])
+        return Decision(outcome, int(stored_version), stored_status, sent=len(result) > 3 and text(result[3]) == "1")
 
     def request_withdraw(self, aid: str, now: float | None = None) -> Decision:
         now = time.time() if now is None else now
@@ -175,7 +176,7 @@ class ArticleState:
             keys=[keys.article_state(aid), keys.article_timeline(aid), keys.OUTBOX, keys.EMBARGOES],
             args=[now, _event("withdraw requested", source="api"), aid],
         )
-        return Decision(_s(outcome), int(_s(version)) if _s(version) else None, _s(status))
+        return Decision(text(outcome), int(text(version)) if text(version) else None, text(status))
 
     def finish(self, aid: str, version: int, status: str, event: str, **fields) -> bool:
         """Record the outcome of processing `version`; the status changes only if it is still current."""
@@ -218,8 +219,8 @@ class ArticleState:
         state, timeline = pipe.execute()
         if not state:
             return None
-        state = {_s(k): _s(v) for k, v in state.items()}
-        state["timeline"] = [json.loads(_s(item)) for item in timeline]
+        state = {text(k): text(v) for k, v in state.items()}
+        state["timeline"] = [json.loads(text(item)) for item in timeline]
         return state
 
     def claim_paths(self, claims: list[tuple[str, str]]) -> list[bool]:
@@ -239,7 +240,7 @@ class ArticleState:
             for i in taken:
                 pipe.get(keys.path_claim(claims[i][1]))
             for i, holder in zip(taken, pipe.execute(), strict=True):
-                won[i] = _s(holder) == claims[i][0]
+                won[i] = text(holder) == claims[i][0]
         return won
 
     # outbox: accepted work not yet handed to the broker
@@ -250,12 +251,12 @@ class ArticleState:
         members = self.redis.zrangebyscore(keys.OUTBOX, "-inf", older_than, start=0, num=limit)
         out = []
         for member in members:
-            aid, _, version = _s(member).partition(":")
+            aid, _, version = text(member).partition(":")
             out.append((aid, int(version)))
         return out
 
     def embargoes_due(self, now: float, limit: int = 500) -> list[str]:
-        return [_s(m) for m in self.redis.zrangebyscore(keys.EMBARGOES, "-inf", now, start=0, num=limit)]
+        return [text(m) for m in self.redis.zrangebyscore(keys.EMBARGOES, "-inf", now, start=0, num=limit)]
 
     def release_embargo(self, aid: str, now: float) -> int | None:
         """Move an article whose embargo passed from the embargo set to the outbox."""
@@ -263,7 +264,7 @@ class ArticleState:
         pipe = self.redis.pipeline()
         pipe.zrem(keys.EMBARGOES, aid)
         if state[0] is not None:
-            version = int(_s(state[0]))
+            version = int(text(state[0]))
             pipe.hset(keys.article_state(aid), mapping={"status": "queued", "embargo": "0"})
             for other in STATUSES:
                 if other != "queued":
@@ -272,8 +273,4 @@ class ArticleState:
             pipe.zadd(keys.OUTBOX, {f"{aid}:{version}": now})
             pipe.rpush(keys.article_timeline(aid), _event("embargo lifted", version))
         removed = pipe.execute()[0]
-        return int(_s(state[0])) if removed and state[0] is not None else None
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
+        return int(text(state[0])) if removed and state[0] is not None else None

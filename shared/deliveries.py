@@ -28,6 +28,7 @@ import redis
 
 from shared import keys
 from shared.keys import NOTIFY_DUE
+from shared.redis_text import text, texts
 from shared.subscriptions import sub_key as subscription_key
 
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
@@ -245,11 +246,11 @@ class DeliveryStore:
             keys=[*(delivery_key(did) for did in ids), DUE],
             args=[ekey, kind, aid, version, now, RECORD_TTL, delivery_key(""), *sids],
         )
-        return [(did, _s(state)) for did, state in zip(ids, states, strict=True)]
+        return [(did, text(state)) for did, state in zip(ids, states, strict=True)]
 
     def get(self, did: str) -> dict | None:
         raw = self.redis.hgetall(delivery_key(did))
-        return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+        return {text(k): text(v) for k, v in raw.items()} if raw else None
 
     def get_many(self, dids: list[str]) -> dict[str, dict | None]:
         """What an attempt needs of each record of `dids` (RECORD_FIELDS), in one script call;
@@ -257,7 +258,7 @@ class DeliveryStore:
         if not dids:
             return {}
         replies = self._read(keys=[delivery_key(did) for did in dids], args=RECORD_FIELDS)
-        return {did: (dict(zip(RECORD_FIELDS, _texts(values), strict=True)) if values[0] is not None else None)
+        return {did: (dict(zip(RECORD_FIELDS, texts(values), strict=True)) if values[0] is not None else None)
                 for did, values in zip(dids, replies, strict=True)}
 
     def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
@@ -291,12 +292,12 @@ class DeliveryStore:
         events = [json.loads(body) for body in bodies]  # a chunk's deliveries mostly share one event
         claims = {}
         for (did, record), reply in zip(records.items(), replies, strict=True):
-            outcome, attempt, sid = _s(reply[0]), int(reply[1]), record["sub"]
+            outcome, attempt, sid = text(reply[0]), int(reply[1]), record["sub"]
             if outcome != "claimed":
                 claims[did] = Claim(outcome, attempt, tokens[did], sid)
                 continue
             values, event = reply[2], int(reply[3])
-            sub = dict(zip(SUB_FIELDS, _texts(values), strict=True)) if values and values[0] is not None else None
+            sub = dict(zip(SUB_FIELDS, texts(values), strict=True)) if values and values[0] is not None else None
             claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events[event - 1] if event else None)
         return claims
 
@@ -341,12 +342,12 @@ class DeliveryStore:
         """Make a failed or cancelled delivery pending again with a fresh schedule; returns
         'reset', or the state that prevented it ('missing' if there is no such delivery)."""
         now = time.time() if now is None else now
-        return _s(self._reset(keys=[delivery_key(did), DUE], args=[now, did, RECORD_TTL]))
+        return text(self._reset(keys=[delivery_key(did), DUE], args=[now, did, RECORD_TTL]))
 
     def release_due(self, now: float | None = None, limit: int = 1000, requeue_after: float = 120.0) -> list[str]:
         """Deliveries due now; each is pushed `requeue_after` seconds ahead in case its task is lost."""
         now = time.time() if now is None else now
-        return [_s(d) for d in self._release(keys=[DUE], args=[now, limit, now + requeue_after])]
+        return [text(d) for d in self._release(keys=[DUE], args=[now, limit, now + requeue_after])]
 
     # the log subscribers read through the API
     def log(self, sid: str, entry: dict) -> None:
@@ -366,14 +367,3 @@ class DeliveryStore:
 
     def drop_log(self, sid: str) -> None:
         self.redis.delete(log_key(sid))
-
-
-def _texts(values: list) -> list[str]:
-    """A script reply's values as text ('' for nil): _s inlined, for the hot path's many."""
-    return [v.decode() if type(v) is bytes else ("" if v is None else str(v)) for v in values]
-
-
-def _s(value) -> str:
-    if type(value) is str:
-        return value
-    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))

@@ -22,6 +22,7 @@ import redis
 
 from shared import keys
 from shared.messages import ARTICLE_EVENTS
+from shared.redis_text import text
 from shared.settings import parse_webhook_secret
 
 WILDCARD = "*"
@@ -116,7 +117,7 @@ class Subscription:
 
     @classmethod
     def from_hash(cls, raw: dict) -> Subscription:
-        return cls.from_fields({_s(k): _s(v) for k, v in raw.items()})
+        return cls.from_fields({text(k): text(v) for k, v in raw.items()})
 
     @classmethod
     def from_fields(cls, d: dict[str, str]) -> Subscription:
@@ -181,7 +182,7 @@ class SubscriptionStore:
         """One page of all subscriptions, newest first, and how many there are."""
         self._index_creation()
         start = (page - 1) * per_page
-        sids = [_s(m) for m in self.redis.zrevrange(SUBSCRIPTIONS_BY_CREATION, start, start + per_page - 1)]
+        sids = [text(m) for m in self.redis.zrevrange(SUBSCRIPTIONS_BY_CREATION, start, start + per_page - 1)]
         found = self.get_many(sids)
         return [found[sid] for sid in sids if sid in found], int(self.redis.zcard(SUBSCRIPTIONS_BY_CREATION))
 
@@ -189,19 +190,19 @@ class SubscriptionStore:
         """Order subscriptions created before the creation index existed (once; then the counts match)."""
         if self.redis.zcard(SUBSCRIPTIONS_BY_CREATION) >= self.redis.scard(ALL_SUBSCRIPTIONS):
             return
-        indexed = {_s(m) for m in self.redis.zrange(SUBSCRIPTIONS_BY_CREATION, 0, -1)}
-        missing = [_s(m) for m in self.redis.smembers(ALL_SUBSCRIPTIONS) if _s(m) not in indexed]
+        indexed = {text(m) for m in self.redis.zrange(SUBSCRIPTIONS_BY_CREATION, 0, -1)}
+        missing = [text(m) for m in self.redis.smembers(ALL_SUBSCRIPTIONS) if text(m) not in indexed]
         pipe = self.redis.pipeline(transaction=False)
         for sid in missing:
             pipe.hget(sub_key(sid), "created_at")
-        created = {sid: float(_s(at)) for sid, at in zip(missing, pipe.execute(), strict=True) if at}
+        created = {sid: float(text(at)) for sid, at in zip(missing, pipe.execute(), strict=True) if at}
         if created:
             self.redis.zadd(SUBSCRIPTIONS_BY_CREATION, created, nx=True)
 
     def matching(self, event: str, topics: list[str]) -> list[str]:
         """Ids of deliverable subscriptions to `event` following any of `topics` or `*`."""
         names = [index_key(event, t) for t in [*normalise_topics(topics), WILDCARD] if t]
-        return sorted(_s(m) for m in self.redis.sunion(names))
+        return sorted(text(m) for m in self.redis.sunion(names))
 
     # writing
     def create(
@@ -325,7 +326,7 @@ class SubscriptionStore:
         """Start (or continue) the subscription's failing streak; returns when it started.
         A subscription deleted meanwhile is not brought back as a stray field."""
         since = self._failing(keys=[sub_key(sid)], args=[repr(now)])
-        return float(_s(since)) if since else now
+        return float(text(since)) if since else now
 
     def record_success(self, sid: str) -> None:
         self._failing(keys=[sub_key(sid)], args=[""])
@@ -396,9 +397,3 @@ def _names(text: str) -> list[str]:
     """A stored JSON list of topics or events. Subscribers mostly share a few lists, and a
     fan-out reads thousands of subscriptions: each distinct list is parsed once."""
     return list(_parsed_names(text))
-
-
-def _s(value) -> str:
-    if type(value) is str:
-        return value
-    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))

@@ -31,6 +31,7 @@ from services.render.related.document import RelatedDoc
 from services.render.related.keys import Keys
 from services.render.related.scoring import DEFAULT, Tuning
 from shared.keys import RELATED_INDEX
+from shared.redis_text import text
 
 if TYPE_CHECKING:
     import redis
@@ -112,7 +113,7 @@ class RelatedIndex:
         """Take an article out of every list (withdrawal); a no-op for an unknown article."""
         for _ in range(3):
             number = self.redis.hget(self.keys.ids, article_id)
-            if number is None or self._remove_number(article_id, _s(number)):
+            if number is None or self._remove_number(article_id, text(number)):
                 return
         raise RuntimeError(f"related index: {article_id} kept changing under concurrent indexing")
 
@@ -212,7 +213,7 @@ class RelatedIndex:
         """What an add script's reply means: added, unchanged, or (a correction, now removed) retry."""
         if int(reply[0]) == 1:
             return "added"
-        if _s(reply[1]) == analysis.digest:
+        if text(reply[1]) == analysis.digest:
             return "unchanged"
         self.remove(doc.id)  # a correction: out with the old terms, then in again
         return "retry"
@@ -390,14 +391,10 @@ def _head(raw: list) -> tuple[_Reply, list[tuple[records.Key, float]]] | None:
     own = _Reply(
         sketch=frozenset(minhash.unpack(raw[0])),
         vector=rerank.Vector.from_blob(raw[1], 0.0),
-        language=_s(raw[2]),
+        language=text(raw[2]),
         articles=float(raw[3] or 1),
         total_length=float(raw[4] or 0),
         candidates=[],
     )
     refs = [((raw[i], raw[i + 2], raw[i + 3]), float(raw[i + 1])) for i in range(5, len(raw) - 3, 4)]
     return own, refs
-
-
-def _s(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else ("" if value is None else str(value))
