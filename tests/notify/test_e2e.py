@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import requests
 
+from services.notify import matching
 from shared import tasknames
 from shared.celery_app import create_celery
 from shared.deliveries import DeliveryStore, delivery_id
@@ -102,3 +104,25 @@ def test_a_batch_of_events_delivers_each_and_a_malformed_one_holds_up_none(setti
         assert DeliveryStore(rt.redis).get(delivery_id(malformed["id"], 1, "article.published", sub.id)) is None
     finally:
         SubscriptionStore(rt.redis).delete(sub.id)
+
+
+def test_a_fan_out_of_several_batches_reaches_every_subscriber_once(settings, rt, workers, webhook_receivers):
+    """Beyond one batch (500): the event's task makes the first batch itself, `notify.queue_batch`
+    tasks make the others, and every delivery of each is sent once and recorded."""
+    receiver = webhook_receivers()
+    topic = "fanout-" + uuid.uuid4().hex[:8]
+    count = 2 * matching.BATCH_SIZE + 1
+    subs = [subscribe(rt, receiver.url, topics=[topic])[0] for _ in range(count)]
+    event = article_event(topics=[topic])
+    ids = [delivery_id(event["id"], 1, event["type"], sub.id) for sub in subs]
+    store = DeliveryStore(rt.redis)
+    try:
+        create_celery(settings).send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event})
+        wait_for(lambda: all(r and r["state"] == "delivered" for r in store.get_many(ids).values()),
+                 timeout=120, message=f"{count} deliveries recorded")
+        webhook_ids = [r["headers"]["webhook-id"] for r in receiver.requests]
+        assert sorted(webhook_ids) == sorted(f"msg_{did}" for did in ids)  # each sent once
+    finally:
+        subscriptions = SubscriptionStore(rt.redis)
+        for sub in subs:
+            subscriptions.delete(sub.id)
