@@ -15,6 +15,11 @@ to exactly the checked address (DNS rebinding cannot redirect it), with the host
 reads at most `max_bytes`, follows no redirect. Answered connections are kept per origin
 (scheme, host, port, allowed networks, TLS context) for the next request, at most
 `per_origin` idle ones, each closed once idle for `idle_seconds` or older than `max_age`.
+At most `connections_per_origin` are open to one origin at a time (None: no limit): a
+request beyond them waits, within its own deadline, for the next connection that an
+answer frees, and is sent on it at once. A receiver then has as many connections to serve
+as the sender has use for, not one per request in flight: each thread a threaded server
+adds for a connection makes every request it serves dearer.
 A request whose kept connection turns out closed before any answer is sent once more on
 a new one (the server cannot have acted on it); one that got any answer, even one that is
 not HTTP, is never sent twice.
@@ -32,6 +37,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
@@ -57,7 +63,7 @@ class _Job:
 
     __slots__ = ("url", "host", "port", "origin", "context", "allow_networks", "out", "done",
                  "connect_timeout", "total_timeout", "max_bytes", "truncate", "started", "deadline", "retried",
-                 "finished")
+                 "finished", "resolving")
 
     def __init__(self, url: str, done: Done, method: str, body: bytes | None, headers: dict[str, str],
                  allow_networks: tuple[IPNetwork, ...], connect_timeout: float, total_timeout: float,
@@ -68,7 +74,7 @@ class _Job:
         self.allow_networks = tuple(allow_networks)
         self.connect_timeout, self.total_timeout = connect_timeout, total_timeout
         self.max_bytes, self.truncate = max_bytes, truncate
-        self.retried = self.finished = False
+        self.retried = self.finished = self.resolving = False
         scheme, self.host, self.port, target, host_header = _destination(url)
         self.context = (tls_context or netguard.default_tls_context()) if scheme == "https" else None
         self.origin = (scheme, self.host, self.port, self.allow_networks, id(self.context) if self.context else 0)
@@ -177,8 +183,9 @@ class Client:
     requests to; a forked child must make its own (the loop thread does not survive a fork)."""
 
     def __init__(self, per_origin: int = 16, idle_seconds: float = 30.0, max_age: float = 300.0,
-                 resolvers: int = 2) -> None:
+                 resolvers: int = 2, connections_per_origin: int | None = None) -> None:
         self.per_origin, self.idle_seconds, self.max_age = per_origin, idle_seconds, max_age
+        self.connections_per_origin = connections_per_origin
         self.opened = 0  # new connections made (tests and benchmarks read it)
         self._inbox: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -190,6 +197,8 @@ class Client:
         self._selector.register(self._wake_r, _READ, None)
         self._conns: set[_Conn] = set()
         self._idle: dict[tuple, list[_Conn]] = {}
+        self._open: dict[tuple, int] = {}  # connections per origin, and names being resolved for one
+        self._waiting: dict[tuple, deque[_Job]] = {}  # requests waiting for a connection to their origin
         self._next_check = _FOREVER
         self._resolvers = ThreadPoolExecutor(resolvers, thread_name_prefix="pressroom-resolve")
         self._thread = threading.Thread(target=self._run, name="pressroom-http", daemon=True)
@@ -223,6 +232,10 @@ class Client:
         if isinstance(box[0], Exception):
             raise box[0]
         return box[0]
+
+    def open_count(self, host: str | None = None) -> int:
+        """Open connections (to `host`), idle or not; a snapshot, as idle_count."""
+        return sum(n for origin, n in list(self._open.items()) if host is None or origin[1] == host)
 
     def idle_count(self, host: str | None = None) -> int:
         """Idle kept connections (to `host`); read from another thread, so only a snapshot."""
@@ -271,6 +284,8 @@ class Client:
                         self._close(conn)
                 else:
                     self._guarded(job, self._ready, conn, mask)
+        if self._waiting:
+            self._admit()
         if time.monotonic() >= self._next_check:
             self._sweep(time.monotonic())
 
@@ -281,9 +296,16 @@ class Client:
         if conn is not None:
             conn.reused = True
             return self._send(conn, job)
+        cap = self.connections_per_origin
+        if cap is not None and self._open.get(job.origin, 0) >= cap:
+            self._waiting.setdefault(job.origin, deque()).append(job)
+            self._next_check = min(self._next_check, job.deadline)
+            return None
         try:
             ipaddress.ip_address(job.host)
         except ValueError:  # a name: resolved off the loop, it can take seconds
+            self._count(job.origin, 1)
+            job.resolving = True
             self._resolvers.submit(self._resolve, job)
             return None
         try:
@@ -301,7 +323,25 @@ class Client:
         except Exception as exc:
             self._call_soon(partial(self._end, job, exc))
             return
-        self._call_soon(partial(self._guarded, job, self._connect, job, addresses))
+        self._call_soon(partial(self._guarded, job, self._resolved, job, addresses))
+
+    def _resolved(self, job: _Job, addresses: list[IPAddress]) -> None:
+        self._unresolve(job)
+        self._connect(job, addresses)
+
+    def _unresolve(self, job: _Job) -> None:
+        """The name is resolved (or the request ended): its place among the origin's connections
+        passes to the connection it opens, if any."""
+        if job.resolving:
+            job.resolving = False
+            self._count(job.origin, -1)
+
+    def _count(self, origin: tuple, change: int) -> None:
+        left = self._open.get(origin, 0) + change
+        if left > 0:
+            self._open[origin] = left
+        else:
+            self._open.pop(origin, None)
 
     def _connect(self, job: _Job, addresses: list[IPAddress], last_error: Exception | None = None) -> None:
         """Open a connection to the first of `addresses` that takes one (each checked already)."""
@@ -326,6 +366,7 @@ class Client:
                 continue
             conn = _Conn(sock, job, addresses, min(now + job.connect_timeout, job.deadline))
             self._conns.add(conn)
+            self._count(conn.origin, 1)
             self._selector.register(sock, _WRITE, conn)
             self._next_check = min(self._next_check, conn.connect_deadline)
             return None
@@ -462,6 +503,7 @@ class Client:
         self._end(job, exc)
 
     def _end(self, job: _Job, result: Response | Exception) -> None:
+        self._unresolve(job)
         if not job.finished:  # once, whatever path a failure took
             job.finished = True
             _finish(job.done, result)
@@ -484,7 +526,18 @@ class Client:
     def _keep(self, conn: _Conn) -> None:
         now = time.monotonic()
         idle = self._idle.setdefault(conn.origin, [])
-        if len(idle) >= self.per_origin or now - conn.opened_at > self.max_age:
+        if now - conn.opened_at > self.max_age:
+            return self._close(conn)
+        waiting = self._waiting.get(conn.origin)
+        while waiting:  # a request waits for this origin: it takes the connection now
+            job = waiting.popleft()
+            if not waiting:
+                del self._waiting[conn.origin]
+            if now < job.deadline:
+                conn.reused = True
+                return self._guarded(job, self._send, conn, job)
+            self._end(job, DeadlineExceeded(job.total_timeout))
+        if len(idle) >= self.per_origin:
             return self._close(conn)
         conn.state, conn.idle_since, conn.reused = "idle", now, False
         self._want(conn, _READ)
@@ -506,6 +559,7 @@ class Client:
         if conn not in self._conns:
             return
         self._conns.discard(conn)
+        self._count(conn.origin, -1)
         if conn.state == "idle":
             idle = self._idle.get(conn.origin)
             if idle and conn in idle:
@@ -514,9 +568,30 @@ class Client:
             self._selector.unregister(conn.sock)
         conn.sock.close()
 
+    def _admit(self) -> None:
+        """Start the waiting requests whose origins have room for another connection."""
+        cap = self.connections_per_origin
+        for origin in list(self._waiting):
+            waiting = self._waiting.get(origin)
+            while waiting and (cap is None or self._open.get(origin, 0) < cap or self._idle.get(origin)):
+                job = waiting.popleft()
+                self._guarded(job, self._start, job)
+                if waiting and waiting[-1] is job:  # it found no room after all and waits again
+                    break
+            if not waiting:
+                self._waiting.pop(origin, None)
+
     def _sweep(self, now: float) -> None:
         """Fail requests past their deadline, move on from connects past theirs, close stale idle ones."""
         upcoming, self._next_check = _FOREVER, _FOREVER  # what runs below may lower it
+        for origin, waiting in list(self._waiting.items()):
+            for job in [job for job in waiting if now >= job.deadline]:
+                waiting.remove(job)
+                self._end(job, DeadlineExceeded(job.total_timeout))
+            if waiting:
+                upcoming = min(upcoming, min(job.deadline for job in waiting))
+            else:
+                self._waiting.pop(origin, None)
         for conn in list(self._conns):
             if conn not in self._conns:
                 continue

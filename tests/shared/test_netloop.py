@@ -745,6 +745,89 @@ def test_at_most_per_origin_idle_connections_are_kept(server):
     assert len({_fetch(client, _url(server, "/port")).body for _ in range(4)}) <= 2 and client.opened == 4
 
 
+def _all_answers(client: netloop.Client, urls: list[str], wait: float = 30.0, **kwargs) -> list:
+    """request() every URL at once; the results in the order of `urls`."""
+    kwargs.setdefault("allow_networks", LOOPBACK)
+    results: dict[int, object] = {}
+    lock, all_done = threading.Lock(), threading.Event()
+
+    def done(i, result):
+        with lock:
+            assert i not in results, "a request was answered twice"
+            results[i] = result
+            if len(results) == len(urls):
+                all_done.set()
+
+    for i, url in enumerate(urls):
+        client.request(url, lambda result, i=i: done(i, result), **kwargs)
+    assert all_done.wait(wait), f"{len(results)} of {len(urls)} answered"
+    return [results[i] for i in range(len(urls))]
+
+
+def test_requests_beyond_connections_per_origin_wait_and_take_the_next_free_connection(server):
+    client = netloop.Client(connections_per_origin=2)
+    answers = _all_answers(client, [_url(server, "/slow") for _ in range(8)])
+    assert all(r.status == 200 for r in answers)
+    assert len({r.body for r in answers}) == 2 and client.opened == 2  # two connections carried all eight
+    assert len(server.seen) == 8 and client.open_count() == 2 and client.idle_count() == 2
+
+
+def test_other_origins_do_not_wait_behind_a_full_one(serve):
+    busy, other = serve(), serve()
+    client = netloop.Client(connections_per_origin=1)
+    held = []
+    client.request(_url(busy, "/hang"), held.append, allow_networks=LOOPBACK)  # holds busy's one connection
+    assert _eventually(lambda: len(busy.seen) == 1)
+    waiting = []
+    client.request(_url(busy, "/port"), waiting.append, allow_networks=LOOPBACK)
+    assert _fetch(client, _url(other, "/port")).status == 200  # answered while busy's second request waits
+    assert waiting == [] and len(busy.seen) == 1
+    busy.release.set()
+    assert _eventually(lambda: len(held) == 1 and len(waiting) == 1)
+    assert held[0].body == b"late" and waiting[0].status == 200 and client.open_count("127.0.0.1") == 2
+
+
+def test_a_request_waiting_for_a_connection_ends_at_its_own_deadline(server):
+    client = netloop.Client(connections_per_origin=1)
+    held = []
+    client.request(_url(server, "/hang"), held.append, allow_networks=LOOPBACK, total_timeout=20)
+    assert _eventually(lambda: len(server.seen) == 1)
+    result, _ = _outcome(client, _url(server, "/port"), total_timeout=0.5)
+    assert isinstance(result, DeadlineExceeded) and len(server.seen) == 1  # never sent
+    server.release.set()
+    assert _eventually(lambda: len(held) == 1) and held[0].status == 200
+    assert _fetch(client, _url(server, "/port")).status == 200 and client.opened == 1  # the kept one
+
+
+def test_a_closed_connection_makes_room_for_the_next_waiting_request(raw):
+    """Every answer closes its connection: each waiting request gets a new one, never two open at once."""
+    def script(srv, sock, index):
+        with srv._lock:
+            srv.active = getattr(srv, "active", 0) + 1
+            srv.peak = max(getattr(srv, "peak", 0), srv.active)
+        _read_request(sock)
+        time.sleep(0.05)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n%d" % (index % 10))
+        with srv._lock:
+            srv.active -= 1
+        sock.close()
+
+    srv = raw(script)
+    client = netloop.Client(connections_per_origin=1)
+    answers = _all_answers(client, [srv.url + f"/{i}" for i in range(5)])
+    assert all(r.status == 200 for r in answers) and srv.connections == 5 and client.opened == 5
+    assert srv.peak == 1 and client.open_count() == 0
+
+
+def test_a_name_being_resolved_counts_against_its_origins_connections(server, monkeypatch):
+    calls: list = []
+    _fake_dns(monkeypatch, {"hooks.invalid": [V4]}, calls)
+    client = netloop.Client(connections_per_origin=1)
+    answers = _all_answers(client, [_url(server, "/port", host="hooks.invalid") for _ in range(4)])
+    assert all(r.status == 200 for r in answers) and len({r.body for r in answers}) == 1
+    assert client.opened == 1 and len(calls) == 1  # one name lookup for the one connection
+
+
 # -- the loop -----------------------------------------------------------------------------------
 
 

@@ -21,13 +21,16 @@ CONNECT_TIMEOUT = 5.0
 TOTAL_TIMEOUT = 15.0
 ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
-KEEP_PER_HOST = 64  # idle connections kept per receiver origin: one per delivery in flight (batches.IN_FLIGHT)
+CONNECTIONS_PER_HOST = 32  # open connections per receiver origin and worker process; more requests wait for one
+KEEP_PER_HOST = CONNECTIONS_PER_HOST  # all of which may be kept for the next deliveries
 
 
 @per_process
 def client() -> netloop.Client:
-    """This process's HTTP client for webhooks."""
-    return netloop.Client(per_origin=KEEP_PER_HOST)
+    """This process's HTTP client for webhooks: at most CONNECTIONS_PER_HOST connections to one
+    receiver (scheme, host, port), so a receiver serving many subscribers is not handed one
+    connection per delivery in flight, and the deliveries beyond them go out as answers free one."""
+    return netloop.Client(per_origin=KEEP_PER_HOST, connections_per_origin=CONNECTIONS_PER_HOST)
 
 
 _bodies: dict[int, tuple[dict, bytes]] = {}
