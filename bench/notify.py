@@ -216,7 +216,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of bare loop then Pressroom (median reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of bare loop then Pressroom (median reported)")
     parser.add_argument("--concurrency", type=int,
                         help="notify worker processes (default: what `pressroom worker notify` starts, "
                              "PRESSROOM_WORKER_CONCURRENCY, 2)")
