@@ -121,16 +121,17 @@ class Subscription:
 
     @classmethod
     def from_fields(cls, d: dict[str, str]) -> Subscription:
-        """From the hash's fields already decoded (a delivery's claim reads them so)."""
+        """From the hash's fields already decoded. A delivery's claim reads only the fields a
+        delivery uses (shared.deliveries.SUB_FIELDS): the others are left empty."""
         return cls(
             id=d["id"],
             channel=d["channel"],
             target=d["target"],
-            topics=_names(d["topics"]),
-            events=_names(d["events"]),
+            topics=_names(d.get("topics") or "[]"),
+            events=_names(d.get("events") or "[]"),
             status=d["status"],
-            created_at=float(d["created_at"]),
-            updated_at=float(d["updated_at"]),
+            created_at=float(d.get("created_at") or 0),
+            updated_at=float(d.get("updated_at") or 0),
             description=d.get("description", ""),
             disabled_reason=d.get("disabled_reason", ""),
             failing_since=float(d["failing_since"]) if d.get("failing_since") else None,

@@ -7,7 +7,7 @@ import uuid
 
 from shared import deliveries
 from shared.deliveries import DUE, DeliveryStore, busy_key, delivery_key
-from shared.subscriptions import Subscription, sub_key
+from shared.subscriptions import Subscription, SubscriptionStore, sub_key
 from tests.notify.helpers import article_event, queue, subscribe
 
 
@@ -43,6 +43,26 @@ def test_a_chunk_claims_in_order_and_reads_each_event_once(rt):
     assert len(claims) == 4
     claimed = [claim for claim in claims.values() if claim.outcome == "claimed"]
     assert claimed[0].event is claimed[1].event  # one event body, returned and parsed once for the chunk
+
+
+def test_a_claim_carries_what_its_channel_needs_of_the_subscription(rt):
+    """A webhook's claim reads the fields every delivery uses; an email's also what its message says."""
+    store = DeliveryStore(rt.redis)
+    topic = _topic()
+    hook, _ = subscribe(rt, "https://fields.example.test/hook", topics=[topic])
+    pending, _ = subscribe(rt, "reader@example.test", topics=[topic])
+    mail = SubscriptionStore(rt.redis).confirm(pending.confirm_token)  # an email subscriber confirms first
+    ids = queue(rt, article_event(topics=[topic]))
+    records = store.get_many(ids)
+    claims = {claim.sid: claim for claim in store.claim_many(records, 60).values()}
+    webhook_fields, email_fields = claims[hook.id].subscription, claims[mail.id].subscription
+    assert set(webhook_fields) == set(deliveries.SUB_FIELDS)
+    assert set(email_fields) == set(deliveries.SUB_FIELDS) | set(deliveries.EMAIL_FIELDS)
+    sent_to = Subscription.from_fields(webhook_fields)
+    assert sent_to.target == hook.target and sent_to.signing_keys() == hook.signing_keys()
+    assert sent_to.topics == [] and sent_to.failing_since is None  # not read for a webhook
+    mailed = Subscription.from_fields(email_fields)
+    assert mailed.topics == [topic] and mailed.unsubscribe_token == mail.unsubscribe_token and mailed.target == mail.target
 
 
 def test_a_claim_without_its_event_or_subscription_says_so(rt):
