@@ -77,8 +77,26 @@ class _Job:
         self.retried = self.finished = self.resolving = False
         scheme, self.host, self.port, target, host_header = _destination(url)
         self.context = (tls_context or netguard.default_tls_context()) if scheme == "https" else None
-        self.origin = (scheme, self.host, self.port, self.allow_networks, id(self.context) if self.context else 0)
+        self.origin = (scheme, self.host, self.port, _networks_key(self.allow_networks),
+                       id(self.context) if self.context else 0)
         self.out = _request_bytes(method, target, host_header, body, headers)
+
+
+_last_networks: tuple[tuple, str] = ((), "")
+
+
+def _networks_key(networks: tuple[IPNetwork, ...]) -> str:
+    """The allowed networks as text, for the origin key. An origin is looked up several times
+    a request, and a tuple of ipaddress networks hashes in Python on every lookup (a str keeps
+    its hash). Requests mostly pass one settings tuple: its text is kept (with the tuple, so
+    the identity test cannot be fooled by a reused id)."""
+    global _last_networks
+    last = _last_networks
+    if networks is last[0]:
+        return last[1]
+    key = " ".join(str(network) for network in networks)
+    _last_networks = (networks, key)
+    return key
 
 
 @lru_cache(maxsize=1024)

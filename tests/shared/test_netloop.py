@@ -387,6 +387,15 @@ def test_every_new_connection_is_checked_even_with_one_kept(client, server, monk
     assert client.opened == 1 and client.idle_count() == 1 and len(server.seen) == 1
 
 
+def test_a_kept_connection_is_reused_for_equal_allowed_networks_given_anew(client, server):
+    url = _url(server, "/port")
+    first = _fetch(client, url, allow_networks=LOOPBACK).body
+    again = _fetch(client, url, allow_networks=tuple(list(LOOPBACK))).body  # equal, not the same tuple
+    assert again == first and client.opened == 1
+    assert _fetch(client, url, allow_networks=tuple(reversed(LOOPBACK))).status == 200  # another list: checked anew
+    assert client.opened == 2
+
+
 def test_a_slow_dns_lookup_does_not_hold_up_other_requests(client, server, monkeypatch):
     answer = threading.Event()
     real = netguard.resolve
