@@ -809,16 +809,17 @@ def test_a_request_waiting_for_a_connection_ends_at_its_own_deadline(server):
 
 
 def test_a_closed_connection_makes_room_for_the_next_waiting_request(raw):
-    """Every answer closes its connection: each waiting request gets a new one, never two open at once."""
+    """Every answer closes its connection: each waiting request gets a new one, never two at once
+    before an answer."""
     def script(srv, sock, index):
         with srv._lock:
             srv.active = getattr(srv, "active", 0) + 1
             srv.peak = max(getattr(srv, "peak", 0), srv.active)
         _read_request(sock)
         time.sleep(0.05)
-        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n%d" % (index % 10))
-        with srv._lock:
+        with srv._lock:  # before the answer: the next connection may only come after it
             srv.active -= 1
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n%d" % (index % 10))
         sock.close()
 
     srv = raw(script)
