@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from shared import heartbeat, keys, tasknames
+from shared import heartbeat, keys, redis_text, tasknames
 from shared.article_state import STATUSES
 from shared.times import iso_utc as iso
 
@@ -97,8 +97,8 @@ def _failed_details(client: redis.Redis, failed: list) -> list[dict]:
     out = []
     for (aid, score), (uri, version, reason) in zip(failed, pipe.execute(), strict=True):
         out.append({
-            "id": aid.decode(), "uri": _s(uri), "version": _int(_s(version)), "failed_at": iso(score),
-            "reason": _s(reason),
+            "id": aid.decode(), "uri": redis_text.text(uri), "version": _int(redis_text.text(version)),
+            "failed_at": iso(score), "reason": redis_text.text(reason),
         })
     return out
 
@@ -184,10 +184,6 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
 
 
 def _int(value) -> int | None:

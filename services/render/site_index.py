@@ -18,6 +18,7 @@ import redis
 
 from shared import keys
 from shared.ninjs import Article
+from shared.redis_text import text
 
 PUBLISHED = keys.site_list("home")
 CARDS = keys.SITE_CARDS
@@ -122,7 +123,7 @@ class SiteIndex:
         """Put (or refresh) an article in all its lists and mark the pages that change."""
         aid = article.id
         listings = article_listings(article)
-        old = {_s(m) for m in self.redis.smembers(MEMBERSHIP + aid)}
+        old = {text(m) for m in self.redis.smembers(MEMBERSHIP + aid)}
         previous = self.redis.hget(CARDS, aid)
         names = {lst.name for lst in listings}
         if previous is not None and old == names and json.loads(previous) == entry:
@@ -167,7 +168,7 @@ class SiteIndex:
             aid = article.id
             listings = article_listings(article)
             names = {lst.name for lst in listings}
-            for name in {_s(m) for m in old} - names:
+            for name in {text(m) for m in old} - names:
                 pipe.zrem(keys.site_list(name), aid)
             pipe.hset(TOPIC_NAMES, mapping={listing.name: listing.title for listing in listings})
             for listing in listings:
@@ -180,7 +181,7 @@ class SiteIndex:
     def remove(self, aid: str) -> None:
         """Take a withdrawn article out of every list, feed and sitemap."""
         previous = self.redis.hget(CARDS, aid)
-        for name in {_s(m) for m in self.redis.smembers(MEMBERSHIP + aid)}:
+        for name in {text(m) for m in self.redis.smembers(MEMBERSHIP + aid)}:
             self._remove_from(aid, name)
         self.redis.delete(MEMBERSHIP + aid)
         self.redis.hdel(CARDS, aid)
@@ -211,7 +212,7 @@ class SiteIndex:
         return [json.loads(c) for c in self.redis.hmget(CARDS, aids) if c]
 
     def newest(self, listing: Listing, count: int, offset: int = 0) -> list[dict]:
-        aids = [_s(a) for a in self.redis.zrevrange(listing.key, offset, offset + count - 1)]
+        aids = [text(a) for a in self.redis.zrevrange(listing.key, offset, offset + count - 1)]
         return self.cards(aids)
 
     def size(self, listing: Listing) -> int:
@@ -220,7 +221,7 @@ class SiteIndex:
     def archive_page(self, listing: Listing, number: int) -> list[dict]:
         """Page `number` (1 = oldest) of the archive, newest first within the page."""
         start = (number - 1) * PAGE_SIZE
-        aids = [_s(a) for a in self.redis.zrange(listing.key, start, start + PAGE_SIZE - 1)]
+        aids = [text(a) for a in self.redis.zrange(listing.key, start, start + PAGE_SIZE - 1)]
         return list(reversed(self.cards(aids)))
 
     def archive_pages(self, listing: Listing, numbers: list[int]) -> dict[int, list[dict]]:
@@ -229,24 +230,24 @@ class SiteIndex:
         for number in numbers:
             start = (number - 1) * PAGE_SIZE
             pipe.zrange(listing.key, start, start + PAGE_SIZE - 1)
-        pages = [[_s(a) for a in aids] for aids in pipe.execute()] if numbers else []
+        pages = [[text(a) for a in aids] for aids in pipe.execute()] if numbers else []
         wanted = [aid for aids in pages for aid in aids]
         cards = {c["id"]: c for c in self.cards(wanted)}
         return {n: [cards[a] for a in reversed(aids) if a in cards] for n, aids in zip(numbers, pages, strict=True)}
 
     def title(self, name: str) -> str:
         value = self.redis.hget(TOPIC_NAMES, name)
-        return _s(value) if value else name.partition(":")[2]
+        return text(value) if value else name.partition(":")[2]
 
     def listings(self, kind: str) -> list[Listing]:
-        names = [_s(n) for n in self.redis.hkeys(TOPIC_NAMES) if _s(n).startswith(f"{kind}:")]
+        names = [text(n) for n in self.redis.hkeys(TOPIC_NAMES) if text(n).startswith(f"{kind}:")]
         return [listing_for(n, self.title(n)) for n in sorted(names) if self.redis.zcard(keys.site_list(n))]
 
     def published_between(self, start: float, end: float, newest_only: bool = False) -> list[dict]:
         if newest_only:
-            aids = [_s(a) for a in self.redis.zrevrangebyscore(PUBLISHED, end, start, start=0, num=1)]
+            aids = [text(a) for a in self.redis.zrevrangebyscore(PUBLISHED, end, start, start=0, num=1)]
         else:
-            aids = [_s(a) for a in self.redis.zrangebyscore(PUBLISHED, start, end)]
+            aids = [text(a) for a in self.redis.zrangebyscore(PUBLISHED, start, end)]
         return self.cards(aids)
 
     def months(self) -> list[str]:
@@ -269,7 +270,7 @@ class SiteIndex:
         New marks start afresh in the dirty hash meanwhile.
         """
         flat = self._take(keys=[DIRTY, BUILDING])
-        return {_s(flat[i]): int(_s(flat[i + 1])) for i in range(0, len(flat), 2)}
+        return {text(flat[i]): int(text(flat[i + 1])) for i in range(0, len(flat), 2)}
 
     def done_building(self) -> None:
         self.redis.delete(BUILDING)
@@ -281,7 +282,3 @@ class SiteIndex:
             self.mark(field, rank, pipe=pipe)
         pipe.delete(BUILDING)
         pipe.execute()
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
