@@ -55,8 +55,16 @@ def webhook_id(did: str) -> str:
     return f"msg_{did}"
 
 
+# Scores many members of a sorted set in as few ZADDs as Lua's unpack allows (its stack holds
+# about 8,000 values): one command for a whole call instead of one a member.
+_ZADD_PAIRS = """
+local function zadd_pairs(key, scored)
+  for i = 1, #scored, 1000 do redis.call('ZADD', key, unpack(scored, i, math.min(i + 999, #scored))) end
+end
+"""
+
 # KEYS: record per subscriber..., due   ARGV: event_key, type, aid, version, now, ttl, then one sub id per record
-_CREATE = """
+_CREATE = _ZADD_PAIRS + """
 local due = KEYS[#KEYS]
 local out, scored = {}, {}
 for i = 1, #KEYS - 1 do
@@ -71,11 +79,10 @@ for i = 1, #KEYS - 1 do
     redis.call('EXPIRE', KEYS[i], ARGV[6])
     scored[#scored + 1] = ARGV[5]
     scored[#scored + 1] = did
-    if #scored == 1000 then redis.call('ZADD', due, unpack(scored)) scored = {} end
     out[i] = 'created'
   end
 end
-if #scored > 0 then redis.call('ZADD', due, unpack(scored)) end
+zadd_pairs(due, scored)
 return out
 """
 
@@ -191,15 +198,14 @@ return 'reset'
 """
 
 # KEYS: due   ARGV: now, limit, requeue_at
-_RELEASE = """
+_RELEASE = _ZADD_PAIRS + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local scored = {}
 for _, id in ipairs(ids) do
   scored[#scored + 1] = ARGV[3]
   scored[#scored + 1] = id
-  if #scored == 1000 then redis.call('ZADD', KEYS[1], unpack(scored)) scored = {} end
 end
-if #scored > 0 then redis.call('ZADD', KEYS[1], unpack(scored)) end
+zadd_pairs(KEYS[1], scored)
 return ids
 """
 
