@@ -281,6 +281,25 @@ def _fake_dns(monkeypatch, table: dict[str, list], calls: list | None = None):
     monkeypatch.setattr(netguard, "resolve", resolve)
 
 
+def _all_answers(client: netloop.Client, urls: list[str], wait: float = 30.0, **kwargs) -> list:
+    """request() every URL at once; the results in the order of `urls`."""
+    kwargs.setdefault("allow_networks", LOOPBACK)
+    results: dict[int, object] = {}
+    lock, all_done = threading.Lock(), threading.Event()
+
+    def done(i, result):
+        with lock:
+            assert i not in results, "a request was answered twice"
+            results[i] = result
+            if len(results) == len(urls):
+                all_done.set()
+
+    for i, url in enumerate(urls):
+        client.request(url, lambda result, i=i: done(i, result), **kwargs)
+    assert all_done.wait(wait), f"{len(results)} of {len(urls)} answered"
+    return [results[i] for i in range(len(urls))]
+
+
 # -- requests and answers -----------------------------------------------------------------------
 
 
@@ -738,39 +757,10 @@ def test_old_connections_are_closed_after_max_age(server):
 
 def test_at_most_per_origin_idle_connections_are_kept(server):
     client = netloop.Client(per_origin=2)
-    answers = []
-    all_done = threading.Event()
-
-    def done(result):
-        answers.append(result)
-        if len(answers) == 4:
-            all_done.set()
-
-    for _ in range(4):  # four at once: four connections
-        client.request(_url(server, "/slow"), done, allow_networks=LOOPBACK)
-    assert all_done.wait(20)
+    answers = _all_answers(client, [_url(server, "/slow")] * 4, wait=20)  # four at once: four connections
     assert all(r.status == 200 for r in answers) and len({r.body for r in answers}) == 4 and client.opened == 4
     assert client.idle_count() == 2
     assert len({_fetch(client, _url(server, "/port")).body for _ in range(4)}) <= 2 and client.opened == 4
-
-
-def _all_answers(client: netloop.Client, urls: list[str], wait: float = 30.0, **kwargs) -> list:
-    """request() every URL at once; the results in the order of `urls`."""
-    kwargs.setdefault("allow_networks", LOOPBACK)
-    results: dict[int, object] = {}
-    lock, all_done = threading.Lock(), threading.Event()
-
-    def done(i, result):
-        with lock:
-            assert i not in results, "a request was answered twice"
-            results[i] = result
-            if len(results) == len(urls):
-                all_done.set()
-
-    for i, url in enumerate(urls):
-        client.request(url, lambda result, i=i: done(i, result), **kwargs)
-    assert all_done.wait(wait), f"{len(results)} of {len(urls)} answered"
-    return [results[i] for i in range(len(urls))]
 
 
 def test_requests_beyond_connections_per_origin_wait_and_take_the_next_free_connection(server):

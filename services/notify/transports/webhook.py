@@ -21,8 +21,7 @@ CONNECT_TIMEOUT = 5.0
 TOTAL_TIMEOUT = 15.0
 ANSWER_BYTES = 200
 USER_AGENT = "Pressroom-Webhooks/1"
-CONNECTIONS_PER_HOST = 32  # open connections per receiver origin and worker process; more requests wait for one
-KEEP_PER_HOST = CONNECTIONS_PER_HOST  # all of which may be kept for the next deliveries
+CONNECTIONS_PER_HOST = 32  # open (and kept) connections per receiver origin and worker process; more wait for one
 
 
 @per_process
@@ -30,7 +29,7 @@ def client() -> netloop.Client:
     """This process's HTTP client for webhooks: at most CONNECTIONS_PER_HOST connections to one
     receiver (scheme, host, port), so a receiver serving many subscribers is not handed one
     connection per delivery in flight, and the deliveries beyond them go out as answers free one."""
-    return netloop.Client(per_origin=KEEP_PER_HOST, connections_per_origin=CONNECTIONS_PER_HOST)
+    return netloop.Client(per_origin=CONNECTIONS_PER_HOST, connections_per_origin=CONNECTIONS_PER_HOST)
 
 
 _bodies: dict[int, tuple[dict, bytes]] = {}
