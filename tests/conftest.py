@@ -272,7 +272,7 @@ class WebhookReceiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver._record(dict(self.headers.items()), body, self.path)
+                receiver._record(dict(self.headers.items()), body, self.path, self.client_address[1])
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 if receiver.hold is not None:
@@ -289,7 +289,7 @@ class WebhookReceiver:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
-            request_queue_size = 512  # as a real server's backlog: a worker opens up to 64 connections at once
+            request_queue_size = 512  # as a real server's backlog: a worker opens up to 2 x 32 connections at once
 
             def handle_error(self, request, client_address):
                 pass  # a client that gave up on a hanging answer closed the socket: expected here
@@ -299,7 +299,7 @@ class WebhookReceiver:
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
-    def _record(self, headers: dict, body: bytes, path: str) -> None:
+    def _record(self, headers: dict, body: bytes, path: str, client_port: int) -> None:
         from standardwebhooks.webhooks import Webhook
 
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -311,7 +311,7 @@ class WebhookReceiver:
                 verified[secret] = exc
         with self.lock:
             self.requests.append({"headers": lowered, "body": body, "path": path, "verified": verified,
-                                  "at": time.monotonic()})
+                                  "at": time.monotonic(), "client_port": client_port})
 
     def verified_payloads(self, secret: str) -> list[dict]:
         """Payloads that the standardwebhooks library verified with `secret` (others are left out)."""

@@ -8,6 +8,7 @@ import uuid
 import requests
 
 from services.notify import matching
+from services.notify.transports import webhook
 from shared import tasknames
 from shared.celery_app import create_celery
 from shared.deliveries import DeliveryStore, delivery_id
@@ -122,6 +123,8 @@ def test_a_fan_out_of_several_batches_reaches_every_subscriber_once(settings, rt
                  timeout=120, message=f"{count} deliveries recorded")
         webhook_ids = [r["headers"]["webhook-id"] for r in receiver.requests]
         assert sorted(webhook_ids) == sorted(f"msg_{did}" for did in ids)  # each sent once
+        # the two pool processes had up to 64 deliveries each in flight, over at most 32 connections each
+        assert len({r["client_port"] for r in receiver.requests}) <= 2 * webhook.CONNECTIONS_PER_HOST
     finally:
         subscriptions = SubscriptionStore(rt.redis)
         for sub in subs:
