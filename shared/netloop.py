@@ -543,7 +543,6 @@ class Client:
 
     def _keep(self, conn: _Conn) -> None:
         now = time.monotonic()
-        idle = self._idle.setdefault(conn.origin, [])
         if now - conn.opened_at > self.max_age:
             return self._close(conn)
         waiting = self._waiting.get(conn.origin)
@@ -555,6 +554,7 @@ class Client:
                 conn.reused = True
                 return self._guarded(job, self._send, conn, job)
             self._end(job, DeadlineExceeded(job.total_timeout))
+        idle = self._idle.setdefault(conn.origin, [])
         if len(idle) >= self.per_origin:
             return self._close(conn)
         conn.state, conn.idle_since, conn.reused = "idle", now, False
