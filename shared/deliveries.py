@@ -150,14 +150,17 @@ return {out, bodies}
 """.replace("SUB_FIELDS", ", ".join(f"'{f}'" for f in SUB_FIELDS)).replace(
     "EMAIL_FIELDS", ", ".join(f"'{f}'" for f in EMAIL_FIELDS))
 
-# One call records the ends of several attempts, in order.
+# One call records the ends of several attempts, in order. While the subscriber's busy lock still
+# holds an attempt's token no other claim can have taken its record (a claim needs the lock), so
+# the record's token is read only when the lock has lapsed.
 # KEYS: due, then per attempt: record, busy, log, waiting
 # ARGV: ttl, log_len, then per attempt: token, state, next_at, now, last_status, last_error, id, log entry
 # Reply: per attempt 1, or 0 when its lease was lost (its state is left as it is)
 _FINISH = """
 local due = KEYS[1]
 local function finish(record, busy, log, waiting, token, state, next_at, now, status, err, id, entry)
-  if redis.call('GET', busy) == token then
+  local held = redis.call('GET', busy) == token
+  if held then
     redis.call('DEL', busy)
     local nxt = redis.call('ZPOPMIN', waiting)
     if nxt[1] then redis.call('ZADD', due, now, nxt[1]) end
@@ -165,7 +168,7 @@ local function finish(record, busy, log, waiting, token, state, next_at, now, st
   if entry ~= '' and redis.call('LPUSH', log, entry) > tonumber(ARGV[2]) then
     redis.call('LTRIM', log, 0, tonumber(ARGV[2]) - 1)
   end
-  if redis.call('HGET', record, 'token') ~= token then return 0 end
+  if not held and redis.call('HGET', record, 'token') ~= token then return 0 end
   redis.call('HSET', record, 'state', state, 'token', '', 'lease_until', '0', 'updated_at', now,
     'last_status', status, 'last_error', err)
   if state == 'pending' then
@@ -210,7 +213,7 @@ return ids
 """
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Claim:
     """One attempt's hold on a delivery; when claimed, it carries what the attempt needs."""
 

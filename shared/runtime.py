@@ -19,6 +19,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid = os.getpid()
+        self._own = threading.local()
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -29,6 +30,17 @@ class Runtime:
             health_check_interval=30,
             retry_on_timeout=True,
         )
+
+    def own_redis(self) -> redis.Redis:
+        """A client on one connection of `redis`'s pool kept for the calling thread alone. A
+        thread that calls Redis hundreds of times a second (a notify worker's claims and
+        finishes) then skips the pool's checkout on every command: a lock, bookkeeping and a
+        poll of the socket, ~30 µs of CPU a command against ~45 for the rest of it."""
+        client = getattr(self._own, "client", None)
+        if client is None:
+            client = self._own.client = redis.Redis(
+                connection_pool=self.redis.connection_pool, single_connection_client=True)
+        return client
 
     @cached_property
     def s3(self):

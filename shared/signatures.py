@@ -29,7 +29,7 @@ def _mac(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value (`v1,<base64>`) for one message."""
-    return "v1," + base64.b64encode(_mac(key, msg_id, timestamp, body)).decode("ascii")
+    return "v1," + binascii.b2a_base64(_mac(key, msg_id, timestamp, body), newline=False).decode("ascii")
 
 
 def signed_headers(

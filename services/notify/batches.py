@@ -82,15 +82,15 @@ class Sender:
         for _ in range(count):
             self.slots.release()
 
-    def start(self, rt: Runtime, store: DeliveryStore, did: str, record: dict, claim: Claim, tally: Tally) -> None:
+    def start(self, rt: Runtime, did: str, record: dict, claim: Claim, tally: Tally) -> None:
         """Send one claimed delivery in a reserved slot. The slot is freed, and the outcome
         counted in `tally` (which counted it as running), once the attempt's end is recorded."""
 
         def finish(did: str, claim: Claim, state: str, **details) -> None:
-            self.finisher.put(_Finish(store, did, claim, state, details, tally))
+            self.finisher.put(_Finish(rt, did, claim, state, details, tally))
 
         def done(result: Result | DeliveryError) -> None:
-            self.finisher.put(_Conclude(rt, store, ready, result, tally))
+            self.finisher.put(_Conclude(rt, ready, result, tally))
 
         try:
             ready = deliveries.begin(did, record, claim, finish)
@@ -151,7 +151,7 @@ _OUTCOMES = {"delivered": "delivered", "pending": "retrying", "failed": "failed"
 
 @dataclass(slots=True)
 class _Finish:
-    store: DeliveryStore
+    rt: Runtime
     did: str
     claim: Claim
     state: str
@@ -162,7 +162,6 @@ class _Finish:
 @dataclass(slots=True)
 class _Conclude:
     rt: Runtime
-    store: DeliveryStore
     attempt: deliveries.Attempt
     result: Result | DeliveryError
     tally: Tally
@@ -180,6 +179,7 @@ class Finisher:
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self.slots = slots
+        self.stores: dict[Runtime, DeliveryStore] = {}
         self.queue: SimpleQueue[_Finish | _Conclude] = SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="pressroom-finish", daemon=True)
         self.thread.start()
@@ -197,14 +197,23 @@ class Finisher:
                 except Empty:
                     break
             ends = [end for item in items for end in (self._conclude(item) if isinstance(item, _Conclude) else [item])]
-            for store, group in groupby(ends, key=lambda item: item.store):
-                self._record(store, list(group))
+            for rt, group in groupby(ends, key=lambda item: item.rt):
+                self._record(self._store(rt), list(group))
+
+    def _store(self, rt: Runtime) -> DeliveryStore:
+        """The finisher's own store of `rt`, on a Redis connection of its own (Runtime.own_redis)."""
+        store = self.stores.get(rt)
+        if store is None:
+            if len(self.stores) >= 8:  # a process has one Runtime a settings object; tests make many
+                self.stores.clear()
+            store = self.stores[rt] = DeliveryStore(rt.own_redis())
+        return store
 
     def _conclude(self, item: _Conclude) -> list[_Finish]:
         ends: list[_Finish] = []
 
         def finish(did: str, claim: Claim, state: str, **details) -> None:
-            ends.append(_Finish(item.store, did, claim, state, details, item.tally))
+            ends.append(_Finish(item.rt, did, claim, state, details, item.tally))
 
         try:
             deliveries.conclude(item.rt, item.attempt, item.result, finish)
@@ -245,7 +254,7 @@ def deliver_batch(
     'busy', 'early', 'deferred', 'missing', 'already delivered' (or failed, cancelled).
     Safe to run twice or concurrently with itself: each attempt needs its claim."""
     pool = pool or sender()
-    store = DeliveryStore(rt.redis)
+    store = DeliveryStore(rt.own_redis())
     outcomes: Counter[str] = Counter()
     tally = Tally()
     records = store.get_many(list(dict.fromkeys(dids)))
@@ -273,7 +282,7 @@ def deliver_batch(
         tally.add(sum(claim.outcome == "claimed" for claim in claims.values()))
         for did, claim in claims.items():
             if claim.outcome == "claimed":
-                pool.start(rt, store, did, chunk[did], claim, tally)
+                pool.start(rt, did, chunk[did], claim, tally)
             else:
                 pool.give_back(1)
                 outcomes[f"already {claim.outcome}" if claim.outcome in TERMINAL else claim.outcome] += 1

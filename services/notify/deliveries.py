@@ -64,7 +64,7 @@ def attempt(rt: Runtime, did: str) -> str:
     return complete(rt, store, did, record, claim)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Attempt:
     """A claimed delivery that can be sent: its active subscription and the start of its log line."""
 

@@ -81,13 +81,16 @@ def test_a_claim_without_its_event_or_subscription_says_so(rt):
 def test_finishing_a_group_records_each_attempt_and_skips_a_lost_lease(rt):
     store = DeliveryStore(rt.redis)
     topic = _topic()
-    subs = [subscribe(rt, f"https://f{i}.example.test/hook", topics=[topic])[0] for i in range(3)]
+    for i in range(3):
+        subscribe(rt, f"https://f{i}.example.test/hook", topics=[topic])
     ids = queue(rt, article_event(topics=[topic]))
     assert len(ids) == 3
     records = store.get_many(ids)
     claims = store.claim_many(records, 60)
     lost = ids[1]
-    rt.redis.hset(delivery_key(lost), "token", "another-run")  # its lease was taken over meanwhile
+    # its lease ran out and another run claimed it: a new busy lock and a new token on the record
+    rt.redis.set(busy_key(claims[lost].sid), "another-run")
+    rt.redis.hset(delivery_key(lost), "token", "another-run")
     retry_at = time.time() + 300
     done = store.finish_many([
         (ids[0], claims[ids[0]], "delivered", {"http_status": 204, "log_entry": {"status": "delivered"}}),
@@ -99,9 +102,22 @@ def test_finishing_a_group_records_each_attempt_and_skips_a_lost_lease(rt):
     assert rt.redis.hget(delivery_key(lost), "state") == b"delivering"
     assert rt.redis.hget(delivery_key(ids[2]), "state") == b"pending"
     assert abs(rt.redis.zscore(DUE, ids[2]) - retry_at) < 1e-3
-    for sub in subs:  # every subscriber is free again
-        assert rt.redis.get(busy_key(sub.id)) is None
+    assert rt.redis.get(busy_key(claims[lost].sid)) == b"another-run"  # the other run's lock is left alone
+    for sid in (claims[ids[0]].sid, claims[ids[2]].sid):  # the others are free again
+        assert rt.redis.get(busy_key(sid)) is None
     assert store.log_page(claims[ids[0]].sid, 1, 10)[0] == [{"status": "delivered"}]
+
+
+def test_a_finish_after_its_lock_lapsed_still_records_an_attempt_nobody_took_over(rt):
+    """The record's token is read only when the subscriber's lock no longer holds the attempt's."""
+    store = DeliveryStore(rt.redis)
+    topic = _topic()
+    subscribe(rt, "https://lapsed.example.test/hook", topics=[topic])
+    (did,) = queue(rt, article_event(topics=[topic]))
+    claim = store.claim_many(store.get_many([did]), 60)[did]
+    rt.redis.delete(busy_key(claim.sid))  # the lock expired; no other run has claimed the delivery
+    assert store.finish(did, claim, "delivered", http_status=200) is True
+    assert rt.redis.hget(delivery_key(did), "state") == b"delivered"
 
 
 def test_a_subscribers_log_keeps_its_newest_entries_up_to_its_length(rt, monkeypatch):

@@ -1,11 +1,11 @@
-"""per_process: one instance per process, and a forked child gets its own."""
+"""per_process: one instance per process, and a forked child gets its own; a thread's own Redis client."""
 
 from __future__ import annotations
 
 import os
 import threading
 
-from shared.runtime import per_process
+from shared.runtime import Runtime, per_process
 
 
 def test_one_instance_per_process_and_a_fresh_one_after_a_fork():
@@ -42,3 +42,19 @@ def test_one_instance_per_process_and_a_fresh_one_after_a_fork():
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
     assert thing() is made[0] is thing.existing() and len(made) == 1  # the parent's is untouched
+
+
+def test_a_thread_keeps_its_own_redis_connection_from_the_shared_pool(rt: Runtime):
+    mine = rt.own_redis()
+    assert rt.own_redis() is mine and mine.connection is not None  # one connection held, not checked out per command
+    assert mine.connection_pool is rt.redis.connection_pool  # the same server, timeouts and retries
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.append(rt.own_redis()))
+    worker.start()
+    worker.join()
+    assert theirs[0] is not mine and theirs[0].connection is not mine.connection
+    mine.set("own-redis-test", "1")
+    assert theirs[0].get("own-redis-test") == b"1" and mine.delete("own-redis-test") == 1
+    before = mine.connection
+    for connection in rt.redis.connection_pool._available_connections:
+        assert connection is not before  # held, never handed to another caller
