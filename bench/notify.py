@@ -28,6 +28,7 @@ import base64
 import concurrent.futures
 import http.client
 import json
+import math
 import os
 import shutil
 import statistics
@@ -292,12 +293,13 @@ def main() -> int:
                   f"ratio {same_s / pressroom_s:.3f}", flush=True)
         time.sleep(3)
         extra = received(base) - before - 2 * n * args.rounds
-        states, timings = _states(rt)
+        states, timings, recorded = _states(rt)
         middle = sorted(rounds, key=lambda r: r["ratio"])[(len(rounds) - 1) // 2]  # the median round
         pressroom, same = middle["pressroom_s"], n / middle["same_client_s"]
         pressroom_cpu, same_cpu = middle["pressroom_cpu_s"], middle["same_client_cpu_s"]
         first_done, last_created = timings[middle["event"]]
         sent_at = middle["sent_at"]
+        shares = by_share(recorded[middle["event"]], sent_at)
         ratio = statistics.median(r["ratio"] for r in rounds)
 
         # the floor of one Celery task per delivery: the same workers taking tasks that find nothing to do
@@ -341,7 +343,8 @@ def main() -> int:
             "same_client_per_s": same, "celery_floor_per_s": n / floor,
             "extra_requests": extra, "delivery_states": states,
             "first_delivery_recorded_after_s": first_done - sent_at,
-            "last_record_created_after_s": last_created - sent_at, "pressroom_cpu_s": pressroom_cpu,
+            "last_record_created_after_s": last_created - sent_at, "recorded_by_share_after_s": shares,
+            "pressroom_cpu_s": pressroom_cpu,
             "bare_cpu_s": {t: {"client": c, "receiver": r} for t, (c, r) in bare_cpu.items()},
             "same_client_cpu_s": same_cpu,
             "fanout_subscriptions": fan + fan // 4, "fanout_matched": matched, "fanout_match_s": match_s,
@@ -370,6 +373,7 @@ once, against the median round's Pressroom rate:
   floor of one task per delivery (same workers)  {n / floor:8.1f} tasks/s  ratio {floor / pressroom:6.3f}
   requests beyond one per subscription           {extra}
   first delivery recorded / last record created  +{first_done - sent_at:.2f} s / +{last_created - sent_at:.2f} s
+  deliveries recorded by (share of the event's)   {"  ".join(f"{k} +{v:.2f} s" for k, v in shares.items())}
   CPU ms per delivery, Pressroom                 {cpu_line(pressroom_cpu, n)}
 {bare_cpu_lines}
   CPU ms per POST, bare loop, same client       {same_cpu_line}
@@ -389,17 +393,26 @@ fan-out, {fan + fan // 4} subscriptions ({matched} follow the article's topics)
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _states(rt: Runtime) -> tuple[dict, dict[str, tuple[float, float]]]:
-    """Delivery states, and for each article when its first delivery was recorded and its last record created."""
+def _states(rt: Runtime) -> tuple[dict, dict[str, tuple[float, float]], dict[str, list[float]]]:
+    """Delivery states; for each article when its first delivery was recorded and its last record
+    created; and when each of its deliveries was recorded, in order."""
     counts: dict[str, int] = {}
     timings: dict[str, tuple[float, float]] = {}
+    recorded: dict[str, list[float]] = {}
     fields = ("state", "created_at", "updated_at", "article")
     for key in rt.redis.scan_iter(delivery_key("*"), count=1000):
         state, created, updated, article = (v.decode() for v in rt.redis.hmget(key, *fields))
         counts[state] = counts.get(state, 0) + 1
         first_done, last_created = timings.get(article, (float("inf"), 0.0))
         timings[article] = min(first_done, float(updated)), max(last_created, float(created))
-    return counts, timings
+        recorded.setdefault(article, []).append(float(updated))
+    return counts, timings, {article: sorted(times) for article, times in recorded.items()}
+
+
+def by_share(times: list[float], since: float) -> dict[str, float]:
+    """Seconds after `since` by which half, 90 %, 99 % and all of `times` had passed."""
+    return {f"{share}%": times[min(len(times) - 1, math.ceil(len(times) * share / 100) - 1)] - since
+            for share in (50, 90, 99, 100)}
 
 
 def cpu_line(cpu: dict[str, float], n: int) -> str:
