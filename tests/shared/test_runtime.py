@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
 from shared.runtime import Runtime, per_process
+from shared.settings import Settings
+from tests.conftest import start_redis
 
 
 def test_one_instance_per_process_and_a_fresh_one_after_a_fork():
@@ -58,3 +61,15 @@ def test_a_thread_keeps_its_own_redis_connection_from_the_shared_pool(rt: Runtim
     before = mine.connection
     for connection in rt.redis.connection_pool._available_connections:
         assert connection is not before  # held, never handed to another caller
+
+
+def test_a_threads_own_connection_is_made_again_after_a_redis_restart(settings: Settings, tmp_path):
+    server = start_redis(directory=str(tmp_path), persist=True)
+    try:
+        own = Runtime(dataclasses.replace(settings, redis_url=server.url)).own_redis()
+        own.set("survives", "1")
+        server.stop()
+        server = start_redis(directory=str(tmp_path), port=server.port, persist=True)
+        assert own.get("survives") == b"1"  # the broken connection is dropped and made again, not raised
+    finally:
+        server.stop()
