@@ -14,7 +14,9 @@ to exactly the checked address (DNS rebinding cannot redirect it), with the host
 `Host`, TLS SNI and the certificate check. Every request ends within its `total_timeout`,
 reads at most `max_bytes`, follows no redirect. Answered connections are kept per origin
 (scheme, host, port, allowed networks, TLS context) for the next request, at most
-`per_origin` idle ones, each closed once idle for `idle_seconds` or older than `max_age`.
+`per_origin` idle ones and `max_idle` in all (the longest idle is closed to make room: a
+worker that reaches thousands of subscribers' hosts must not hold a socket for each of
+them), each closed once idle for `idle_seconds` or older than `max_age`.
 At most `connections_per_origin` are open to one origin at a time (None: no limit): a
 request beyond them waits, within its own deadline, for the next connection that an
 answer frees, and is sent on it at once. A receiver then has as many connections to serve
@@ -204,8 +206,9 @@ class Client:
     requests to; a forked child must make its own (the loop thread does not survive a fork)."""
 
     def __init__(self, per_origin: int = 16, idle_seconds: float = 30.0, max_age: float = 300.0,
-                 resolvers: int = 2, connections_per_origin: int | None = None) -> None:
+                 resolvers: int = 2, connections_per_origin: int | None = None, max_idle: int = 256) -> None:
         self.per_origin, self.idle_seconds, self.max_age = per_origin, idle_seconds, max_age
+        self.max_idle = max_idle
         self.connections_per_origin = connections_per_origin
         self.opened = 0  # new connections made (tests and benchmarks read it)
         self._inbox: list[Callable[[], None]] = []
@@ -218,6 +221,7 @@ class Client:
         self._selector.register(self._wake_r, _READ, None)
         self._conns: set[_Conn] = set()
         self._idle: dict[tuple, list[_Conn]] = {}
+        self._idle_order: dict[_Conn, None] = {}  # every idle connection, the longest idle first
         self._open: dict[tuple, int] = {}  # connections per origin, and names being resolved for one
         self._waiting: dict[tuple, deque[_Job]] = {}  # requests waiting for a connection to their origin
         self._next_check = _FOREVER
@@ -557,12 +561,14 @@ class Client:
                 conn.reused = True
                 return self._guarded(job, self._send, conn, job)
             self._end(job, DeadlineExceeded(job.total_timeout))
-        idle = self._idle.setdefault(conn.origin, [])
-        if len(idle) >= self.per_origin:
+        if len(self._idle.get(conn.origin, ())) >= self.per_origin or self.max_idle < 1:
             return self._close(conn)
+        if len(self._idle_order) >= self.max_idle:  # the longest idle makes room
+            self._close(next(iter(self._idle_order)))
         conn.state, conn.idle_since, conn.reused = "idle", now, False
         self._want(conn, _READ)
-        idle.append(conn)
+        self._idle.setdefault(conn.origin, []).append(conn)
+        self._idle_order[conn] = None
         self._next_check = min(self._next_check, now + self.idle_seconds, conn.opened_at + self.max_age)
         return None
 
@@ -571,7 +577,10 @@ class Client:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
+            if not idle:
+                del self._idle[origin]
             if now - conn.idle_since <= self.idle_seconds and now - conn.opened_at <= self.max_age:
+                del self._idle_order[conn]
                 return conn
             self._close(conn)
         return None
@@ -582,9 +591,12 @@ class Client:
         self._conns.discard(conn)
         self._count(conn.origin, -1)
         if conn.state == "idle":
+            self._idle_order.pop(conn, None)
             idle = self._idle.get(conn.origin)
             if idle and conn in idle:
                 idle.remove(conn)
+                if not idle:
+                    del self._idle[conn.origin]
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()

@@ -763,6 +763,20 @@ def test_at_most_per_origin_idle_connections_are_kept(server):
     assert len({_fetch(client, _url(server, "/port")).body for _ in range(4)}) <= 2 and client.opened == 4
 
 
+def test_at_most_max_idle_connections_are_kept_over_all_origins_the_longest_idle_closed_first(serve):
+    servers = [serve() for _ in range(5)]
+    client = netloop.Client(max_idle=3)
+    for httpd in servers:
+        assert _fetch(client, _url(httpd, "/port")).status == 200
+    assert client.idle_count() == 3 and client.open_count() == 3 and client.opened == 5
+    for httpd in servers[2:]:  # the three used last were kept
+        _fetch(client, _url(httpd, "/port"))
+    assert client.opened == 5
+    _fetch(client, _url(servers[0], "/port"))  # the first one's was closed to make room
+    assert client.opened == 6 and client.idle_count() == 3
+    assert len(client._idle) == 3  # nothing is left behind for the origins it no longer keeps
+
+
 def test_requests_beyond_connections_per_origin_wait_and_take_the_next_free_connection(server):
     client = netloop.Client(connections_per_origin=2)
     answers = _all_answers(client, [_url(server, "/slow") for _ in range(8)])
