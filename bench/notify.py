@@ -57,8 +57,9 @@ LOOPBACK = "127.0.0.0/8"
 BARE_THREADS = (1, 16)
 
 
-def receiver_main(port: int) -> None:
-    """The receiver process: answers 204 to every POST, counts them; GET /count tells the count."""
+def receiver_main(ports: list[int]) -> None:
+    """The receiver process: answers 204 to every POST on any of its ports, counts them; GET
+    /count tells the count. Each port is a receiver host of its own to the sender (an origin)."""
     count = 0
     lock = threading.Lock()
 
@@ -87,7 +88,9 @@ def receiver_main(port: int) -> None:
         daemon_threads = True
         request_queue_size = 256  # listen()'s backlog, read in the constructor: 5 dropped SYNs for a second
 
-    Server(("127.0.0.1", port), Handler).serve_forever()
+    for port in ports[1:]:
+        threading.Thread(target=Server(("127.0.0.1", port), Handler).serve_forever, daemon=True).start()
+    Server(("127.0.0.1", ports[0]), Handler).serve_forever()
 
 
 def received(url: str) -> int:
@@ -109,8 +112,10 @@ def event(topics: list[str]) -> dict:
     }
 
 
-def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list[tuple[str, str]]:
-    """Store `count` webhook subscriptions quickly (pipelined); returns (id, secret) pairs."""
+def bulk_subscribe(rt: Runtime, url: str | list[str], count: int, topics: list[str]) -> list[tuple[str, str]]:
+    """Store `count` webhook subscriptions quickly (pipelined), to `url` or to each of a list of
+    URLs in turn; returns (id, secret) pairs."""
+    urls = [url] if isinstance(url, str) else url
     store = SubscriptionStore(rt.redis)
     out = []
     pipe = rt.redis.pipeline(transaction=False)
@@ -118,7 +123,7 @@ def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list
     for n in range(count):
         sid = "s" + uuid.uuid4().hex[:20]
         secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
-        sub = Subscription(id=sid, channel="webhook", target=url, topics=topics,
+        sub = Subscription(id=sid, channel="webhook", target=urls[n % len(urls)], topics=topics,
                            events=["article.published", "article.updated", "article.withdrawn"], status="active",
                            created_at=now, updated_at=now, secrets=[{"secret": secret, "until": 0}],
                            unsubscribe_token=f"{sid}.x")
@@ -129,7 +134,7 @@ def bulk_subscribe(rt: Runtime, url: str, count: int, topics: list[str]) -> list
         if n % 2000 == 1999:
             pipe.execute()
     pipe.execute()
-    assert store.get(out[0][0]).target == url
+    assert store.get(out[0][0]).target == urls[0]
     return out
 
 
@@ -176,13 +181,14 @@ def bare_loop(url: str, keys: list[tuple[str, str]], threads: int, keep_alive: b
     return elapsed
 
 
-def client_loop(url: str, keys: list[tuple[str, str]], in_flight: int = batches.IN_FLIGHT) -> float:
+def client_loop(url: str | list[str], keys: list[tuple[str, str]], in_flight: int = batches.IN_FLIGHT) -> float:
     """The same signed POSTs through the client Pressroom sends webhooks with (shared.netloop,
     one non-blocking loop thread, the SSRF guard on each new connection), `in_flight` at a
     time as a notify worker process keeps them, from a bare loop. Returns seconds."""
     ev = event(["Defence"])
     allow = (_loopback(),)
-    client = netloop.Client(per_origin=in_flight)
+    urls = [url] if isinstance(url, str) else url
+    client = netloop.Client(per_origin=in_flight, max_idle=in_flight * len(urls))  # the floor: nothing evicted
     slots = threading.Semaphore(in_flight)
     failures: list = []
 
@@ -192,12 +198,12 @@ def client_loop(url: str, keys: list[tuple[str, str]], in_flight: int = batches.
         slots.release()
 
     started = time.perf_counter()
-    for item in keys:
+    for number, item in enumerate(keys):
         if not slots.acquire(timeout=15):
             raise BenchFailure("same-client loop: no answer for 15 s")
         payload, headers = signed_post(ev, *item)
-        client.request(url, done, method="POST", body=payload, headers=headers, allow_networks=allow,
-                       connect_timeout=5, total_timeout=15, max_bytes=200, truncate=True)
+        client.request(urls[number % len(urls)], done, method="POST", body=payload, headers=headers,
+                       allow_networks=allow, connect_timeout=5, total_timeout=15, max_bytes=200, truncate=True)
     for _ in range(in_flight):
         if not slots.acquire(timeout=15):
             raise BenchFailure("same-client loop: no answer for 15 s")
@@ -218,6 +224,9 @@ def main() -> int:
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of bare loop then Pressroom (median reported)")
+    parser.add_argument("--hosts", type=int, default=1,
+                        help="receiver hosts (ports of the receiver process) the subscriptions are spread over, "
+                             "in turn; the blocking bare loops use the first")
     parser.add_argument("--concurrency", type=int,
                         help="notify worker processes (default: what `pressroom worker notify` starts, "
                              "PRESSROOM_WORKER_CONCURRENCY, 2)")
@@ -230,11 +239,14 @@ def main() -> int:
         redis_port = processes.free_port()
         proc = children.start("redis", processes.redis_command(redis_port, str(workdir)))
         processes.wait_for_port(redis_port, 15, proc)
-        rport = processes.free_port()
-        proc = children.start("receiver", [sys.executable, str(Path(__file__).resolve()), "--receiver", str(rport)])
-        processes.wait_for_port(rport, 15, proc)
-        base = f"http://127.0.0.1:{rport}"
+        rports = [processes.free_port() for _ in range(args.hosts)]
+        proc = children.start("receiver", [sys.executable, str(Path(__file__).resolve()), "--receiver",
+                                           ",".join(map(str, rports))])
+        for rport in rports:
+            processes.wait_for_port(rport, 15, proc)
+        base = f"http://127.0.0.1:{rports[0]}"
         hook = base + "/hook"
+        hooks = [f"http://127.0.0.1:{rport}/hook" for rport in rports]
         env = {
             **os.environ, "PRESSROOM_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "PRESSROOM_WEBHOOK_ALLOW_NETWORKS": LOOPBACK, "PRESSROOM_STATE_DIR": str(workdir / "state"),
@@ -245,8 +257,9 @@ def main() -> int:
 
         # 1. deliveries
         n = args.subscriptions
-        keys = bulk_subscribe(rt, hook, n, ["Defence"])
-        print(f"{n} subscriptions stored; receiver at {base}", flush=True)
+        keys = bulk_subscribe(rt, hooks, n, ["Defence"])
+        print(f"{n} subscriptions stored; receiver at {base}"
+              + (f" and {args.hosts - 1} more ports (hosts)" if args.hosts > 1 else ""), flush=True)
         bare, bare_cpu = {}, {}
         for threads in BARE_THREADS:
             cpu0 = children.cpu_by_process()
@@ -272,7 +285,7 @@ def main() -> int:
         rounds: list[dict] = []
         for _ in range(args.rounds):
             cpu0 = children.cpu_by_process()
-            same_s = client_loop(hook, keys)
+            same_s = client_loop(hooks, keys)
             cpu1 = children.cpu_by_process()
             count = received(base)
             ev_round = event(["defence", "News"])
@@ -336,7 +349,7 @@ def main() -> int:
 
         workers = args.concurrency or settings.worker_concurrency
         report = {
-            "subscriptions": n, "concurrency": workers, "in_flight_per_process": batches.IN_FLIGHT,
+            "subscriptions": n, "hosts": args.hosts, "concurrency": workers, "in_flight_per_process": batches.IN_FLIGHT,
             "rounds": rounds, "ratio_to_same_client_median": ratio,
             "pressroom_per_s": n / pressroom, "pressroom_s": pressroom,
             **{f"bare_{t}_per_s": rate for t, rate in bare.items()}, "bare_8_new_connection_per_s": bare_new_conn,
@@ -362,7 +375,8 @@ def main() -> int:
         same_cpu_line = cpu_line(same_cpu, n)
         round_ratios = ", ".join(f"{r['ratio']:.3f}" for r in rounds)
         print(f"""
-deliveries, {n} subscriptions (notify workers: {workers} prefork processes, {batches.IN_FLIGHT} in flight each);
+deliveries, {n} subscriptions on {args.hosts} receiver host(s) (notify workers: {workers} prefork processes,
+{batches.IN_FLIGHT} in flight each);
 the median of {len(rounds)} rounds, each a bare loop then Pressroom
   Pressroom (event -> every receiver answered)   {n / pressroom:8.1f} deliveries/s  ({pressroom:.1f} s)
   bare loop, same client (netloop), {batches.IN_FLIGHT:2d} in flight {same:7.1f} /s   ratio {n / pressroom / same:6.3f}
@@ -422,6 +436,6 @@ def cpu_line(cpu: dict[str, float], n: int) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--receiver":
-        receiver_main(int(sys.argv[2]))
+        receiver_main([int(port) for port in sys.argv[2].split(",")])
     else:
         raise SystemExit(main())
