@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
+import subprocess
+import sys
 import threading
 import time
 from email.utils import formatdate
@@ -285,3 +288,16 @@ def test_due_deliveries_are_released_once_per_sweep(notify_rt):
     assert store.release_due() == ["d1"]
     assert store.release_due() == []  # pushed ahead in case the queued task is lost
     assert notify_rt.redis.zscore(DUE, "d1") > time.time() + 20
+
+
+@pytest.mark.parametrize(("soft", "kept"), [(1024, 256), (4096, 512), (65536, 2048)])
+def test_a_process_keeps_idle_connections_within_an_eighth_of_its_file_descriptors(soft, kept):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < soft:
+        soft, kept = hard, max(256, min(2048, hard // 8))
+    code = "from services.notify.transports import webhook; print(webhook.idle_budget(), webhook.client().max_idle)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
+    ).stdout.split()
+    assert out == [str(kept), str(kept)]

@@ -9,6 +9,7 @@ when it is opened.
 from __future__ import annotations
 
 import json
+import resource
 from collections.abc import Callable
 
 from services.notify.retries import parse_retry_after
@@ -29,7 +30,19 @@ def client() -> netloop.Client:
     """This process's HTTP client for webhooks: at most CONNECTIONS_PER_HOST connections to one
     receiver (scheme, host, port), so a receiver serving many subscribers is not handed one
     connection per delivery in flight, and the deliveries beyond them go out as answers free one."""
-    return netloop.Client(per_origin=CONNECTIONS_PER_HOST, connections_per_origin=CONNECTIONS_PER_HOST)
+    return netloop.Client(per_origin=CONNECTIONS_PER_HOST, connections_per_origin=CONNECTIONS_PER_HOST,
+                          max_idle=idle_budget())
+
+
+def idle_budget() -> int:
+    """How many idle connections a process keeps over all receivers: enough for one to each of
+    a fan-out's many hosts until their next delivery (a host missing from the kept ones costs a
+    new connection and, over TLS, a handshake), within an eighth of the process's file
+    descriptors: 256 under the common limit of 1,024, at most 2,048."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(256, min(2048, soft // 8))
 
 
 _bodies: dict[int, tuple[dict, bytes]] = {}
