@@ -35,17 +35,25 @@ SUBSCRIBERS = 200
 
 
 class Receiver(ThreadingHTTPServer):
-    """Keep-alive receiver that notes each request's client port and answers after `delay`."""
+    """Keep-alive receiver that numbers its connections (a port of a killed process can be taken
+    again by a new one), notes each request's connection and answers after `delay`."""
 
     daemon_threads = True
     request_queue_size = 512  # as a real server's backlog: 64 connections a process must not overflow it
 
     def __init__(self, delay: float) -> None:
         self.delay, self.requests, self.lock = delay, [], threading.Lock()
+        self.connections: list[tuple[int, int]] = []  # (client port, connection number), as accepted
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                with receiver.lock:
+                    self.number = len(receiver.connections)
+                    receiver.connections.append((self.client_address[1], self.number))
+                super().setup()
 
             def log_message(self, *args):
                 pass
@@ -53,8 +61,7 @@ class Receiver(ThreadingHTTPServer):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
-                    receiver.requests.append((self.client_address[1], {k.lower(): v for k, v in self.headers.items()},
-                                              body))
+                    receiver.requests.append((self.number, {k.lower(): v for k, v in self.headers.items()}, body))
                 time.sleep(receiver.delay)
                 try:
                     self.send_response(204)
@@ -124,6 +131,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_records_nothing_twice(crash
         (child,) = children_of(worker.pid, direct=True)
         os.kill(child, signal.SIGSTOP)  # frozen: it can open no new connection while we look
         killed_ports = tcp_ports(child)
+        time.sleep(0.5)  # the receiver accepts what the child connected before it stopped
+        with receiver.lock:  # nothing else sends yet: the connections from those ports are the child's
+            killed = {number for port, number in receiver.connections if port in killed_ports}
         os.kill(child, signal.SIGKILL)
         wait_for(lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
                  .rsplit(")", 1)[1].split()[0], timeout=10, message="the killed process to die")
@@ -143,23 +153,23 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_records_nothing_twice(crash
         receiver.shutdown()
         receiver.server_close()
 
-    arrivals: dict[str, list[int]] = {}
-    for port, headers, body in receiver.requests:
+    arrivals: dict[str, list[int]] = {}  # delivery -> the connections its requests came on
+    for connection, headers, body in receiver.requests:
         did = by_webhook_id[headers["webhook-id"]]
         try:
             payload = Webhook(secrets[dids[did]]).verify(body, headers)
         except Exception:
-            assert port in killed_ports, "only a request cut off by the kill may fail verification"
+            assert connection in killed, "only a request cut off by the kill may fail verification"
             continue
         assert payload["data"]["id"] == event["id"]
-        arrivals.setdefault(did, []).append(port)
+        arrivals.setdefault(did, []).append(connection)
 
     assert set(arrivals) == set(dids)  # every subscriber got its notification
-    twice = {did for did, ports in arrivals.items() if len(ports) > 1}
+    twice = {did for did, connections in arrivals.items() if len(connections) > 1}
     assert twice <= in_flight  # repeated only if sent by the killed process before it could record the answer
     for did in twice:
-        assert len(arrivals[did]) == 2 and sum(p in killed_ports for p in arrivals[did]) == 1
-    sent_unrecorded = {did for did in in_flight if any(p in killed_ports for p in arrivals[did])}
+        assert len(arrivals[did]) == 2 and sum(c in killed for c in arrivals[did]) == 1
+    sent_unrecorded = {did for did in in_flight if any(c in killed for c in arrivals[did])}
     assert sent_unrecorded and sent_unrecorded == twice  # the at-least-once case, and only it: sent again
     assert all(len(arrivals[did]) == 1 for did in done_before)
     for did, sid in dids.items():
