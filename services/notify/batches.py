@@ -179,7 +179,7 @@ class Finisher:
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self.slots = slots
-        self.stores: dict[Runtime, DeliveryStore] = {}
+        self._last: tuple[Runtime | None, DeliveryStore | None] = (None, None)
         self.queue: SimpleQueue[_Finish | _Conclude] = SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="pressroom-finish", daemon=True)
         self.thread.start()
@@ -201,12 +201,13 @@ class Finisher:
                 self._record(self._store(rt), list(group))
 
     def _store(self, rt: Runtime) -> DeliveryStore:
-        """The finisher's own store of `rt`, on a Redis connection of its own (Runtime.own_redis)."""
-        store = self.stores.get(rt)
-        if store is None:
-            if len(self.stores) >= 8:  # a process has one Runtime a settings object; tests make many
-                self.stores.clear()
-            store = self.stores[rt] = DeliveryStore(rt.own_redis())
+        """The finisher's store of `rt`, on a Redis connection of its own (Runtime.own_redis);
+        kept while the Runtime is the same (a worker process has one), as making a store
+        registers its scripts again."""
+        last_rt, store = self._last
+        if last_rt is not rt or store is None:
+            store = DeliveryStore(rt.own_redis())
+            self._last = (rt, store)
         return store
 
     def _conclude(self, item: _Conclude) -> list[_Finish]:
