@@ -13,6 +13,7 @@ from services.notify.transports import webhook
 from shared.deliveries import DUE, webhook_id
 from shared.runtime import Runtime
 from shared.subscriptions import SubscriptionStore
+from tests.conftest import start_redis
 from tests.notify.helpers import article_event, log, queue, record, subscribe
 
 
@@ -221,6 +222,32 @@ def test_a_batch_works_after_redis_lost_its_scripts(notify_rt, webhook_receivers
     notify_rt.redis.script_flush()
     assert batches.deliver_batch(notify_rt, ids, sender) == {"delivered": 3}
     assert {record(notify_rt, d)["state"] for d in ids} == {"delivered"}
+
+
+def test_batches_go_on_over_the_threads_own_connections_after_redis_restarts(
+    notify_settings, webhook_receivers, sender, tmp_path
+):
+    """The claiming thread and the finisher each keep a Redis connection (Runtime.own_redis):
+    a restart breaks both, and the next batch must make them again, not fail its deliveries."""
+    server = start_redis(directory=str(tmp_path), persist=True)
+    try:
+        rt = Runtime(dataclasses.replace(notify_settings, redis_url=server.url))
+        receiver = webhook_receivers()
+        for _ in range(3):
+            subscribe(rt, receiver.url)
+        before = queue(rt, article_event())
+        assert batches.deliver_batch(rt, before, sender) == {"delivered": 3}
+        kept = rt.own_redis().connection
+        socket_before = kept._sock
+        server.stop()
+        server = start_redis(directory=str(tmp_path), port=server.port, persist=True)
+        after = queue(rt, article_event())
+        assert batches.deliver_batch(rt, after, sender) == {"delivered": 3}
+        assert {record(rt, d)["state"] for d in before + after} == {"delivered"}
+        assert len(receiver.requests) == 6  # none sent twice
+        assert rt.own_redis().connection is kept and kept._sock is not socket_before  # the same one, made again
+    finally:
+        server.stop()
 
 
 def test_a_claim_waits_briefly_for_more_free_slots_to_share_its_call():
