@@ -187,14 +187,13 @@ def floor_client(hosts: int, in_flight: int = batches.IN_FLIGHT) -> netloop.Clie
     return netloop.Client(per_origin=in_flight, max_idle=in_flight * hosts)
 
 
-def client_loop(client: netloop.Client, url: str | list[str], keys: list[tuple[str, str]],
+def client_loop(client: netloop.Client, urls: list[str], keys: list[tuple[str, str]],
                 in_flight: int = batches.IN_FLIGHT) -> float:
     """The same signed POSTs through the client Pressroom sends webhooks with (shared.netloop,
     one non-blocking loop thread, the SSRF guard on each new connection), `in_flight` at a
-    time as a notify worker process keeps them, from a bare loop. Returns seconds."""
+    time as a notify worker process keeps them, from a bare loop, to `urls` in turn. Returns seconds."""
     ev = event(["Defence"])
     allow = (_loopback(),)
-    urls = [url] if isinstance(url, str) else url
     opened = client.opened
     slots = threading.Semaphore(in_flight)
     failures: list = []
