@@ -8,9 +8,11 @@ from collections.abc import Callable
 from functools import cached_property, wraps
 from typing import TypeVar
 
+import botocore.session
 import redis
 
 from shared.article_state import ArticleState
+from shared.s3_put import SignedPut
 from shared.settings import Settings
 from shared.storage import S3Storage, s3_client
 
@@ -43,16 +45,24 @@ class Runtime:
         return client
 
     @cached_property
+    def _s3_session(self) -> botocore.session.Session:
+        return botocore.session.get_session()
+
+    @cached_property
     def s3(self):
-        return s3_client(self.settings)
+        return s3_client(self.settings, self._s3_session)
+
+    @cached_property
+    def s3_put(self) -> SignedPut | None:
+        return SignedPut.for_client(self.s3, self._s3_session)
 
     @cached_property
     def site(self) -> S3Storage:
-        return S3Storage(self.s3, self.settings.site_bucket)
+        return S3Storage(self.s3, self.settings.site_bucket, self.s3_put)
 
     @cached_property
     def data(self) -> S3Storage:
-        return S3Storage(self.s3, self.settings.data_bucket)
+        return S3Storage(self.s3, self.settings.data_bucket, self.s3_put)
 
     @cached_property
     def articles(self) -> ArticleState:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
+from shared.s3_put import PutRefused, SignedPut
 from shared.settings import Settings
 
 NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -50,7 +52,7 @@ class Storage(Protocol):
     def etag(self, key: str) -> str | None: ...
 
 
-def s3_client(settings: Settings):
+def s3_client(settings: Settings, session: botocore.session.Session | None = None):
     """A boto3 S3 client for the configured endpoint, with bounded timeouts and retries.
 
     Its connection pool is at least as large as `s3_concurrency`, the thread pool that
@@ -76,15 +78,20 @@ def s3_client(settings: Settings):
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+    client = boto3.session.Session(botocore_session=session).client(
+        "s3", endpoint_url=settings.s3_endpoint_url, config=config)
     client.meta.events.unregister("before-call.s3", add_expect_header)
     return client
 
 
 class S3Storage:
-    def __init__(self, client, bucket: str) -> None:
+    """One bucket. With `signed_put` (the client's `SignedPut`), plain PUTs skip boto3's
+    request pipeline; everything else, and any PUT that path hands back, goes through boto3."""
+
+    def __init__(self, client, bucket: str, signed_put: SignedPut | None = None) -> None:
         self.client = client
         self.bucket = bucket
+        self.signed_put = signed_put
 
     def put(
         self,
@@ -94,6 +101,17 @@ class S3Storage:
         cache_control: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> None:
+        metadata = metadata or {}
+        if self.signed_put is not None and all(map(_header_safe, metadata.values())):
+            headers = {"Content-Type": content_type}
+            if cache_control:
+                headers["Cache-Control"] = cache_control
+            headers.update({f"x-amz-meta-{name}": value for name, value in metadata.items()})
+            try:
+                if self.signed_put.put(self.bucket, key, body, headers):
+                    return
+            except PutRefused as exc:
+                raise StorageUnavailable(f"put {self.bucket}/{key}: {exc}") from exc
         extra = {"CacheControl": cache_control} if cache_control else {}
         try:
             self.client.put_object(
@@ -101,7 +119,7 @@ class S3Storage:
                 Key=key,
                 Body=body,
                 ContentType=content_type,
-                Metadata=metadata or {},
+                Metadata=metadata,
                 **extra,
             )
         except (BotoCoreError, ClientError) as exc:
@@ -141,6 +159,11 @@ class S3Storage:
             self.client.head_bucket(Bucket=self.bucket)
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"bucket {self.bucket}: {exc}") from exc
+
+
+def _header_safe(value: str) -> bool:
+    """S3 user metadata travels in headers: printable ASCII goes as is, anything else is boto3's to encode."""
+    return value.isascii() and value.isprintable()
 
 
 def md5_hex(body: bytes) -> str:

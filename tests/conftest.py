@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pressroom import processes
+from pressroom import embedded, processes
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.storage import ensure_buckets
@@ -83,6 +83,22 @@ def s3_server():
     proc = subprocess.Popen(processes.moto_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     processes.wait_for_port(port, 30, proc)
     server = Server(proc, port, f"http://127.0.0.1:{port}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_server():
+    """SeaweedFS's S3 gateway (`weed mini`, as `pressroom run` starts it): unlike moto it checks
+    every request's SigV4 signature, against the AWS_* credentials in its environment."""
+    directory = temp_dir("pr-seaweed-")
+    port = processes.free_port()
+    with open(Path(directory) / "weed.log", "wb") as log:
+        proc = subprocess.Popen(processes.seaweed_command(processes.seaweed_binary(), directory, port),
+                                stdout=log, stderr=subprocess.STDOUT)
+    processes.wait_for_port(port, 60, proc)
+    server = Server(proc, port, f"http://127.0.0.1:{port}")
+    embedded.wait_for_s3({**os.environ, "PRESSROOM_S3_ENDPOINT_URL": server.url}, proc)
     yield server
     server.stop()
 
@@ -336,6 +352,72 @@ def webhook_receivers():
     yield make
     for receiver in made:
         receiver.stop()
+
+
+class ScriptedHttp:
+    """A loopback HTTP/1.1 server that answers each request with the next of `statuses`
+    (empty bodies, connections kept open), and closes a connection without a word after
+    `close_after` answers on it. `requests` holds (connection number, request line)."""
+
+    def __init__(self, statuses: list[int], close_after: int = 0) -> None:
+        import socket
+        import threading
+
+        self.statuses, self.close_after = list(statuses), close_after
+        self.requests: list[tuple[int, str]] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        number = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            number += 1
+            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
+
+    def _serve(self, conn, number: int) -> None:
+        reader = conn.makefile("rb")
+        answered = 0
+        with conn:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                length = 0
+                while (header := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+                self.requests.append((number, line.decode("latin-1").strip()))
+                status = self.statuses.pop(0) if self.statuses else 200
+                conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
+                answered += 1
+                if answered == self.close_after:
+                    return
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted_http():
+    """Factory of ScriptedHttp servers, all stopped after the test."""
+    made: list[ScriptedHttp] = []
+
+    def make(statuses: list[int], close_after: int = 0) -> ScriptedHttp:
+        made.append(ScriptedHttp(statuses, close_after))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
 
 
 @pytest.fixture

@@ -46,6 +46,17 @@ def test_accepts_a_signed_article_and_stores_it_before_answering(client, rt):
     assert rt.articles.get(aid)["version"] == "1"
 
 
+def test_a_uri_beyond_ascii_is_accepted_and_kept_percent_encoded_in_the_metadata(client, rt):
+    doc = unique_article()
+    doc["uri"] += "/artículo 2 ☃"
+    answer = post(client, doc)
+    assert answer.status_code == 202, answer.get_json()
+    [key] = stored_objects(rt, keys.article_id(doc["uri"]))
+    stored = rt.data.get(key)
+    assert json.loads(stored.body)["uri"] == doc["uri"]
+    assert stored.metadata["uri"] == doc["uri"].replace("í", "%C3%AD").replace(" ", "%20").replace("☃", "%E2%98%83")
+
+
 def test_bearer_token_is_accepted(client):
     answer = post(client, unique_article(), headers={"Authorization": f"Bearer {API_TOKEN}",
                                                       "Content-Type": "application/json"})

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from celery import Celery
 
@@ -69,7 +70,7 @@ def accept_article(
         return Accepted(article, Decision("stale", stored.version, stored.status))
     raw = body if isinstance(body, bytes) else _serialise(body)
     doc_key = keys.document_key(article.id, article.version, hashlib.sha256(raw).hexdigest())
-    rt.data.put(doc_key, raw, "application/json", metadata={"uri": article.uri[:1000]})
+    rt.data.put(doc_key, raw, "application/json", metadata={"uri": uri_header(article.uri)})
     now = time.time()
     embargo = article.embargoed.timestamp() if article.embargoed else None
     status = initial_status(article.withdrawn, embargo, now)
@@ -87,6 +88,15 @@ def accept_article(
     if decision.outcome == "accepted" and decision.status == "queued" and not decision.sent:
         send_render(rt, celery, article.id, article.version)
     return Accepted(article, decision, remembered=answer is not None and decision.outcome == "accepted")
+
+
+def uri_header(uri: str) -> str:
+    """The uri as S3 user metadata can carry it: headers take printable ASCII only, so the
+    rest is percent-encoded as UTF-8 (RFC 3987's IRI-to-URI mapping), at most 1,000 chars."""
+    return quote(uri, safe=_PRINTABLE)[:1000]
+
+
+_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))
 
 
 def _serialise(doc: dict) -> bytes:

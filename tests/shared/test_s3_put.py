@@ -1,0 +1,135 @@
+"""SignedPut: PUTs a signature-checking S3 server takes, and what goes back to boto3."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import botocore.session
+import pytest
+from botocore.credentials import Credentials
+
+from shared.runtime import Runtime
+from shared.s3_put import SignedPut
+from shared.settings import Settings
+from shared.storage import S3Storage, StorageUnavailable, ensure_buckets, s3_client
+from tests.conftest import make_env
+
+BODY = b"<html>" + b"x" * 3000 + b"</html>"
+
+
+def _settings(redis_server, s3_url: str) -> Settings:
+    return Settings.from_env({**os.environ, **make_env(redis_server.url, s3_url)})
+
+
+def _boto_puts(client) -> list[int]:
+    """Counts the PutObject calls that go through boto3's own pipeline."""
+    calls: list[int] = []
+    client.meta.events.register("provide-client-params.s3.PutObject", lambda **_: calls.append(1))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def seaweed_rt(redis_server, seaweed_server) -> Runtime:
+    settings = _settings(redis_server, seaweed_server.url)
+    ensure_buckets(settings)
+    return Runtime(settings)
+
+
+@pytest.mark.parametrize("key", [
+    "articles/plain.json",
+    "articles/sp ace é+=~!*'().json",
+    "pages/ü/ß/%41.html",
+    "pages//twice/index.html",
+])
+def test_a_signature_checking_server_takes_the_signed_put(seaweed_rt, key) -> None:
+    boto_puts = _boto_puts(seaweed_rt.s3)
+    seaweed_rt.data.put(key, BODY, "text/html; charset=utf-8", cache_control="max-age=60",
+                        metadata={"uri": "urn:test:1", "version": "3"})
+    assert boto_puts == [], "the PUT went through boto3, not the signed path"
+    stored = seaweed_rt.data.get(key)
+    assert (stored.body, stored.content_type, stored.metadata) == (
+        BODY, "text/html; charset=utf-8", {"uri": "urn:test:1", "version": "3"})
+    head = seaweed_rt.s3.head_object(Bucket=seaweed_rt.settings.data_bucket, Key=key)
+    assert head["CacheControl"] == "max-age=60"
+
+
+def test_puts_of_a_thread_share_one_kept_connection(seaweed_rt) -> None:
+    put = seaweed_rt.s3_put
+    seaweed_rt.data.put(f"kept/{uuid.uuid4().hex}", BODY, "text/html")
+    first = put._local.conn
+    for n in range(5):
+        seaweed_rt.site.put(f"kept/{uuid.uuid4().hex}-{n}", BODY, "text/html")
+    assert first is not None and put._local.conn is first and first.sock is not None
+
+
+def test_a_wrong_secret_is_refused_with_the_servers_reason_and_nothing_is_stored(seaweed_rt) -> None:
+    wrong = SignedPut(seaweed_rt.s3_put.endpoint_url, "us-east-1", Credentials("testing", "not-the-secret"))
+    store = S3Storage(seaweed_rt.s3, seaweed_rt.settings.data_bucket, wrong)
+    boto_puts = _boto_puts(seaweed_rt.s3)
+    key = f"refused/{uuid.uuid4().hex}"
+    with pytest.raises(StorageUnavailable, match="HTTP 403 SignatureDoesNotMatch"):
+        store.put(key, BODY, "text/html")
+    assert boto_puts == [], "a refusal for good is not tried again through boto3"
+    assert store.etag(key) is None
+
+
+def test_a_connection_the_server_closed_while_idle_is_made_again(scripted_http) -> None:
+    server = scripted_http([200, 200], close_after=1)
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
+    assert put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
+    assert put.put("bucket", "b", BODY, {"Content-Type": "text/html"})
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (2, "PUT /bucket/b HTTP/1.1")]
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408])
+def test_a_throttle_or_server_error_goes_to_boto3_and_its_retries(redis_server, scripted_http, status) -> None:
+    server = scripted_http([status, 200])
+    settings = _settings(redis_server, server.url)
+    session = botocore.session.get_session()
+    client = s3_client(settings, session)
+    boto_puts = _boto_puts(client)
+    S3Storage(client, "bucket", SignedPut.for_client(client, session)).put("k", BODY, "text/html")
+    assert boto_puts == [1]
+    assert [line for _, line in server.requests] == ["PUT /bucket/k HTTP/1.1"] * 2
+
+
+def test_an_unreachable_store_is_storage_unavailable(redis_server, refused_url) -> None:
+    settings = _settings(redis_server, refused_url.removesuffix("/hook"))
+    session = botocore.session.get_session()
+    client = s3_client(settings, session)
+    boto_puts = _boto_puts(client)
+    with pytest.raises(StorageUnavailable, match="Could not connect"):
+        S3Storage(client, "bucket", SignedPut.for_client(client, session)).put("k", BODY, "text/html")
+    assert boto_puts == [1], "boto3 made the attempt after the signed path could not connect"
+
+
+def test_metadata_a_header_cannot_carry_goes_to_boto3_and_its_checks(rt) -> None:
+    boto_puts = _boto_puts(rt.s3)
+    key = f"meta/{uuid.uuid4().hex}"
+    rt.data.put(key, BODY, "text/html", metadata={"uri": "urn:test:1"})
+    assert boto_puts == []
+    with pytest.raises(StorageUnavailable, match="Non ascii characters found in S3 metadata"):
+        rt.data.put(key, BODY, "text/html", metadata={"uri": "urn:test:é"})
+    assert boto_puts == [1]
+    assert rt.data.get(key).metadata == {"uri": "urn:test:1"}
+
+
+def test_no_signed_path_where_it_cannot_stand_in_for_boto3(redis_server, s3_server, monkeypatch) -> None:
+    settings = _settings(redis_server, s3_server.url)
+    session = botocore.session.get_session()
+    assert SignedPut.for_client(s3_client(settings, session), session) is not None
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    session = botocore.session.get_session()
+    assert SignedPut.for_client(s3_client(settings, session), session) is None, "a proxy applies"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    session = botocore.session.get_session()
+    assert SignedPut.for_client(s3_client(settings, session), session) is not None, "the proxy is bypassed"
+    monkeypatch.delenv("HTTP_PROXY")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    anonymous = botocore.session.get_session()
+    assert SignedPut.for_client(s3_client(settings, anonymous), anonymous) is None, "no credentials"
