@@ -157,11 +157,12 @@ def http_worker(port: int, bodies: list[bytes], key: bytes, expect: int) -> Call
 
 
 def s3_put_worker(settings: Settings, body: bytes, prefix: str) -> Callable[[], Callable[[int], tuple]]:
-    """A factory of per-thread PutObject callers, using Pressroom's own S3 client and storage wrapper."""
-    from shared.storage import S3Storage, s3_client
+    """A factory of per-thread PutObject callers, each on its own Runtime's data storage: the
+    S3 client and signed PUT Pressroom's own processes use."""
+    from shared.runtime import Runtime
 
     def make() -> Callable[[int], tuple]:
-        store = S3Storage(s3_client(settings), settings.data_bucket)
+        store = Runtime(settings).data
 
         def call(i: int) -> tuple:
             store.put(f"{prefix}/{i}.json", body, "application/json", metadata={"uri": f"urn:bench:{i}"})

@@ -401,16 +401,17 @@ def site_builds(log: Path, since: int) -> int:
 
 
 def _floor_process(env: dict, op: str, items: list, threads: int, barrier, results) -> None:
-    """One floor process: its own boto3 client and `threads` threads, released with the others by `barrier`."""
+    """One floor process: its own S3 client and signed PUT (a Runtime's, as Pressroom's processes
+    have) and `threads` threads, released with the others by `barrier`."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from shared.runtime import Runtime
     from shared.settings import Settings
-    from shared.storage import S3Storage, s3_client
+    from shared.storage import S3Storage
 
-    settings = Settings.from_env(env)
-    client = s3_client(settings)
-    data = S3Storage(client, settings.data_bucket)
-    scratch = S3Storage(client, env["FLOOR_BUCKET"])
+    rt = Runtime(Settings.from_env(env))
+    data = rt.data
+    scratch = S3Storage(rt.s3, env["FLOOR_BUCKET"], rt.s3_put)
 
     def call(item) -> None:
         if op == "get":

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from functools import cached_property, wraps
 from typing import TypeVar
 
-import botocore.session
 import redis
 
 from shared.article_state import ArticleState
 from shared.s3_put import SignedPut
 from shared.settings import Settings
-from shared.storage import S3Storage, s3_client
+from shared.storage import S3Storage, s3_client, signed_put
 
 
 class Runtime:
@@ -45,16 +44,12 @@ class Runtime:
         return client
 
     @cached_property
-    def _s3_session(self) -> botocore.session.Session:
-        return botocore.session.get_session()
-
-    @cached_property
     def s3(self):
-        return s3_client(self.settings, self._s3_session)
+        return s3_client(self.settings)
 
     @cached_property
     def s3_put(self) -> SignedPut | None:
-        return SignedPut.for_client(self.s3, self._s3_session)
+        return signed_put(self.s3)
 
     @cached_property
     def site(self) -> S3Storage:

@@ -12,7 +12,7 @@ from botocore.credentials import Credentials
 from shared.runtime import Runtime
 from shared.s3_put import SignedPut
 from shared.settings import Settings
-from shared.storage import S3Storage, StorageUnavailable, ensure_buckets, s3_client
+from shared.storage import S3Storage, StorageUnavailable, ensure_buckets, s3_client, signed_put
 from tests.conftest import make_env
 
 BODY = b"<html>" + b"x" * 3000 + b"</html>"
@@ -86,21 +86,19 @@ def test_a_connection_the_server_closed_while_idle_is_made_again(scripted_http) 
 def test_a_throttle_or_server_error_goes_to_boto3_and_its_retries(redis_server, scripted_http, status) -> None:
     server = scripted_http([status, 200])
     settings = _settings(redis_server, server.url)
-    session = botocore.session.get_session()
-    client = s3_client(settings, session)
+    client = s3_client(settings)
     boto_puts = _boto_puts(client)
-    S3Storage(client, "bucket", SignedPut.for_client(client, session)).put("k", BODY, "text/html")
+    S3Storage(client, "bucket", signed_put(client)).put("k", BODY, "text/html")
     assert boto_puts == [1]
     assert [line for _, line in server.requests] == ["PUT /bucket/k HTTP/1.1"] * 2
 
 
 def test_an_unreachable_store_is_storage_unavailable(redis_server, refused_url) -> None:
     settings = _settings(redis_server, refused_url.removesuffix("/hook"))
-    session = botocore.session.get_session()
-    client = s3_client(settings, session)
+    client = s3_client(settings)
     boto_puts = _boto_puts(client)
     with pytest.raises(StorageUnavailable, match="Could not connect"):
-        S3Storage(client, "bucket", SignedPut.for_client(client, session)).put("k", BODY, "text/html")
+        S3Storage(client, "bucket", signed_put(client)).put("k", BODY, "text/html")
     assert boto_puts == [1], "boto3 made the attempt after the signed path could not connect"
 
 
@@ -116,20 +114,16 @@ def test_metadata_a_header_cannot_carry_goes_to_boto3_and_its_checks(rt) -> None
 
 
 def test_no_signed_path_where_it_cannot_stand_in_for_boto3(redis_server, s3_server, monkeypatch) -> None:
-    settings = _settings(redis_server, s3_server.url)
-    session = botocore.session.get_session()
-    assert SignedPut.for_client(s3_client(settings, session), session) is not None
+    client = s3_client(_settings(redis_server, s3_server.url))
+    assert signed_put(client) is not None
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    session = botocore.session.get_session()
-    assert SignedPut.for_client(s3_client(settings, session), session) is None, "a proxy applies"
+    assert signed_put(client) is None, "a proxy applies"
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    session = botocore.session.get_session()
-    assert SignedPut.for_client(s3_client(settings, session), session) is not None, "the proxy is bypassed"
+    assert signed_put(client) is not None, "the proxy is bypassed"
     monkeypatch.delenv("HTTP_PROXY")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    anonymous = botocore.session.get_session()
-    assert SignedPut.for_client(s3_client(settings, anonymous), anonymous) is None, "no credentials"
+    assert SignedPut.for_client(client, botocore.session.get_session()) is None, "no credentials"
