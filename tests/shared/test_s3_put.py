@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import uuid
+from urllib.parse import quote
 
+import botocore.auth
 import botocore.session
 import pytest
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from shared.runtime import Runtime
@@ -52,6 +56,30 @@ def test_a_signature_checking_server_takes_the_signed_put(seaweed_rt, key) -> No
         BODY, "text/html; charset=utf-8", {"uri": "urn:test:1", "version": "3"})
     head = seaweed_rt.s3.head_object(Bucket=seaweed_rt.settings.data_bucket, Key=key)
     assert head["CacheControl"] == "max-age=60"
+
+
+@pytest.mark.parametrize(("endpoint", "token"), [
+    ("http://127.0.0.1:9000", None),
+    ("https://s3.eu-west-1.example.test", "session-token/with+odd=chars"),
+    ("http://[::1]:8333/prefix", None),
+])
+def test_the_signature_is_botocores_for_the_same_request(monkeypatch, endpoint, token) -> None:
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    put = SignedPut(endpoint, "eu-west-1", credentials)
+    key = "articles/sp ace é+=~!*'()/ß/%41.json"
+    headers = {"Content-Type": "text/html;  charset=utf-8", "Cache-Control": "max-age=60",
+               "x-amz-meta-uri": "urn:test:1", "x-amz-meta-version": " 3 "}
+    now = datetime.datetime(2026, 12, 6, 10, 30, 5)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now)
+    path = f"{put._base_path}/bucket-1/{key}"
+    ours = put.signed_headers(f"{put._base_path}/bucket-1/{quote(key, safe='/~')}", headers, BODY,
+                              now=now.replace(tzinfo=datetime.UTC).timestamp())
+    request = AWSRequest("PUT", f"{endpoint}/bucket-1/{quote(key, safe='/~')}", data=BODY, headers=headers)
+    botocore.auth.S3SigV4Auth(credentials.get_frozen_credentials(), "s3", "eu-west-1").add_auth(request)
+    theirs = {name.lower(): value for name, value in request.headers.items()}
+    assert ours["authorization"] == theirs["authorization"], path
+    for name in ("x-amz-date", "x-amz-content-sha256", "x-amz-security-token"):
+        assert ours.get(name) == theirs.get(name)
 
 
 def test_puts_of_a_thread_share_one_kept_connection(seaweed_rt) -> None:
