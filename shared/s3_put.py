@@ -133,10 +133,12 @@ class SignedPut:
             conn.request("PUT", path, body=body, headers=headers)
             response = conn.getresponse()
             answer = response.read()
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
             conn.close()
             self._local.conn = None
-            if kept:  # the server closed a kept connection while it was idle: once more on a new one
+            if kept and not isinstance(exc, TimeoutError):
+                # the server closed a kept connection while it was idle: once more on a new one
+                # (a server that took the PUT and is slow to answer gets no second copy from here)
                 return self._send(path, headers, body)
             raise
         if response.will_close:

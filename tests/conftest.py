@@ -356,8 +356,9 @@ def webhook_receivers():
 
 class ScriptedHttp:
     """A loopback HTTP/1.1 server that answers each request with the next of `statuses`
-    (empty bodies, connections kept open), and closes a connection without a word after
-    `close_after` answers on it. `requests` holds (connection number, request line)."""
+    (empty bodies, connections kept open; 0: no answer at all), and closes a connection
+    without a word after `close_after` answers on it. `requests` holds (connection number,
+    request line)."""
 
     def __init__(self, statuses: list[int], close_after: int = 0) -> None:
         import socket
@@ -397,6 +398,8 @@ class ScriptedHttp:
                 reader.read(length)
                 self.requests.append((number, line.decode("latin-1").strip()))
                 status = self.statuses.pop(0) if self.statuses else 200
+                if not status:
+                    continue
                 conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
                 answered += 1
                 if answered == self.close_after:

@@ -110,6 +110,14 @@ def test_a_connection_the_server_closed_while_idle_is_made_again(scripted_http) 
     assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (2, "PUT /bucket/b HTTP/1.1")]
 
 
+def test_a_server_slow_to_answer_on_a_kept_connection_gets_no_second_copy(scripted_http) -> None:
+    server = scripted_http([200, 0])
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"), read_timeout=0.5)
+    assert put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
+    assert not put.put("bucket", "b", BODY, {"Content-Type": "text/html"}), "boto3 is to make the next attempt"
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]
+
+
 @pytest.mark.parametrize("status", [500, 503, 429, 408])
 def test_a_throttle_or_server_error_goes_to_boto3_and_its_retries(redis_server, scripted_http, status) -> None:
     server = scripted_http([status, 200])
