@@ -29,6 +29,9 @@ import botocore.session
 from botocore.httpsession import get_cert_path
 
 RETRY_WITH_BOTO = frozenset({408, 429})  # and every 5xx: boto3's standard retry mode handles them
+# S3's 400 and 403 answers that are not the request's fault: an idle socket, a clock or a
+# session token out of date. boto3 retries, corrects its clock skew or refreshes its credentials.
+TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeTooSkewed", "ExpiredToken", "TokenRefreshRequired"})
 _ERROR_PART = re.compile(rb"<(Code|Message)>([^<]*)</\1>")
 
 
@@ -80,7 +83,8 @@ class SignedPut:
 
     def put(self, bucket: str, key: str, body: bytes, headers: Mapping[str, str]) -> bool:
         """True once stored; False when boto3 should make the attempt instead (a 408, 429 or
-        5xx answer, or no connection); PutRefused for any other refusal."""
+        5xx answer, a TRANSIENT_CODES one, no answer in time or no connection); PutRefused
+        for any other refusal."""
         path = f"{self._base_path}/{bucket}/{quote(key, safe='/~')}"
         try:
             status, answer = self._send(path, self.signed_headers(path, headers, body), body)
@@ -90,7 +94,10 @@ class SignedPut:
             return True
         if status in RETRY_WITH_BOTO or status >= 500:
             return False
-        raise PutRefused(status, answer)
+        refused = PutRefused(status, answer)
+        if refused.code in TRANSIENT_CODES:
+            return False
+        raise refused
 
     def signed_headers(self, path: str, headers: Mapping[str, str], body: bytes,
                        now: float | None = None) -> dict[str, str]:

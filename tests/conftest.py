@@ -356,11 +356,11 @@ def webhook_receivers():
 
 class ScriptedHttp:
     """A loopback HTTP/1.1 server that answers each request with the next of `statuses`
-    (empty bodies, connections kept open; 0: no answer at all), and closes a connection
-    without a word after `close_after` answers on it. `requests` holds (connection number,
-    request line)."""
+    (a status with an empty body or (status, body); 0: no answer at all; connections kept
+    open), and closes a connection without a word after `close_after` answers on it.
+    `requests` holds (connection number, request line)."""
 
-    def __init__(self, statuses: list[int], close_after: int = 0) -> None:
+    def __init__(self, statuses: list[int | tuple[int, bytes]], close_after: int = 0) -> None:
         import socket
         import threading
 
@@ -397,10 +397,12 @@ class ScriptedHttp:
                         length = int(value)
                 reader.read(length)
                 self.requests.append((number, line.decode("latin-1").strip()))
-                status = self.statuses.pop(0) if self.statuses else 200
+                status, body = (self.statuses.pop(0) if self.statuses else 200), b""
+                if isinstance(status, tuple):
+                    status, body = status
                 if not status:
                     continue
-                conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
+                conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
                 answered += 1
                 if answered == self.close_after:
                     return
@@ -414,7 +416,7 @@ def scripted_http():
     """Factory of ScriptedHttp servers, all stopped after the test."""
     made: list[ScriptedHttp] = []
 
-    def make(statuses: list[int], close_after: int = 0) -> ScriptedHttp:
+    def make(statuses: list[int | tuple[int, bytes]], close_after: int = 0) -> ScriptedHttp:
         made.append(ScriptedHttp(statuses, close_after))
         return made[-1]
 

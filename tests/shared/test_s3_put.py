@@ -118,7 +118,12 @@ def test_a_server_slow_to_answer_on_a_kept_connection_gets_no_second_copy(script
     assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]
 
 
-@pytest.mark.parametrize("status", [500, 503, 429, 408])
+def _s3_error(code: str) -> bytes:
+    return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>m</Message></Error>".encode()
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408, (400, _s3_error("RequestTimeout")),
+                                    (403, _s3_error("RequestTimeTooSkewed")), (400, _s3_error("ExpiredToken"))])
 def test_a_throttle_or_server_error_goes_to_boto3_and_its_retries(redis_server, scripted_http, status) -> None:
     server = scripted_http([status, 200])
     settings = _settings(redis_server, server.url)
@@ -127,6 +132,15 @@ def test_a_throttle_or_server_error_goes_to_boto3_and_its_retries(redis_server, 
     S3Storage(client, "bucket", signed_put(client)).put("k", BODY, "text/html")
     assert boto_puts == [1]
     assert [line for _, line in server.requests] == ["PUT /bucket/k HTTP/1.1"] * 2
+
+
+def test_any_other_refusal_is_the_servers_answer_at_once(redis_server, scripted_http) -> None:
+    server = scripted_http([(404, _s3_error("NoSuchBucket"))])
+    client = s3_client(_settings(redis_server, server.url))
+    boto_puts = _boto_puts(client)
+    with pytest.raises(StorageUnavailable, match="HTTP 404 NoSuchBucket: m"):
+        S3Storage(client, "bucket", signed_put(client)).put("k", BODY, "text/html")
+    assert boto_puts == [] and len(server.requests) == 1
 
 
 def test_an_unreachable_store_is_storage_unavailable(redis_server, refused_url) -> None:
