@@ -7,9 +7,10 @@ pipeline around the request (event hooks, serialisation, urllib3 and botocore's 
 wrapping); signed with botocore's S3SigV4Auth and sent on `http.client`, ~0.65 ms; signed
 here, ~0.5 (botocore's signer parses the URL and filters the headers again on every
 call). `tests/shared/test_s3_put.py` checks the signature against botocore's for the same
-request, and a signature-checking server takes it. Only the plain case takes this path;
-a throttle, a server error or a connection that cannot be made goes back to boto3, whose
-retries and error handling are the reference (`S3Storage.put`).
+request, and a signature-checking server takes it. Only the plain case takes this path:
+a throttle, a server error, a transient S3 refusal, no answer in time or a connection
+that cannot be made goes back to boto3 (`SignedPut.put`), whose retries and error
+handling are the reference (`S3Storage.put`). A thread's connection closes with its thread.
 """
 
 from __future__ import annotations
@@ -162,13 +163,6 @@ class SignedPut:
         conn.connect()
         conn.sock.settimeout(read)
         return conn
-
-    def close(self) -> None:
-        """Close the calling thread's kept connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
 
 def _proxied(url: str) -> bool:
