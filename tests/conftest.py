@@ -11,9 +11,11 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -270,7 +272,6 @@ class WebhookReceiver:
 
     def __init__(self, status: int = 200, headers: dict | None = None, delay: float = 0.0, answer: bytes = b"ok",
                  hold=None):
-        import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.status, self.headers, self.delay, self.answer = status, headers or {}, delay, answer
@@ -361,9 +362,6 @@ class ScriptedHttp:
     `requests` holds (connection number, request line)."""
 
     def __init__(self, statuses: list[int | tuple[int, bytes]], close_after: int = 0) -> None:
-        import socket
-        import threading
-
         self.statuses, self.close_after = list(statuses), close_after
         self.requests: list[tuple[int, str]] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -371,8 +369,6 @@ class ScriptedHttp:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import threading
-
         number = 0
         while True:
             try:
