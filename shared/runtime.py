@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from functools import cached_property, wraps
@@ -11,6 +10,7 @@ from typing import TypeVar
 import redis
 
 from shared.article_state import ArticleState
+from shared.forks import current_pid
 from shared.s3_put import SignedPut
 from shared.settings import Settings
 from shared.storage import S3Storage, s3_client, signed_put
@@ -19,7 +19,7 @@ from shared.storage import S3Storage, s3_client, signed_put
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pid = os.getpid()
+        self.pid = current_pid()
         self._own = threading.local()
 
     @cached_property
@@ -72,7 +72,7 @@ def runtime_for(settings: Settings) -> Runtime:
     """This process's Runtime; a forked child gets fresh connections of its own."""
     key = id(settings)
     rt = _runtimes.get(key)
-    if rt is None or rt.pid != os.getpid():
+    if rt is None or rt.pid != current_pid():
         rt = _runtimes[key] = Runtime(settings)
     return rt
 
@@ -86,18 +86,18 @@ def per_process(factory: Callable[[], T]) -> Callable[[], T]:
 
     @wraps(factory)
     def get() -> T:
-        current = made.get(os.getpid())
+        current = made.get(current_pid())
         if current is None:
             with lock:
-                current = made.get(os.getpid())
+                current = made.get(current_pid())
                 if current is None:
                     made.clear()
-                    current = made[os.getpid()] = factory()
+                    current = made[current_pid()] = factory()
         return current
 
     def existing() -> T | None:
         """This process's instance if it made one, without making it (for a clean exit)."""
-        return made.get(os.getpid())
+        return made.get(current_pid())
 
     get.existing = existing  # type: ignore[attr-defined]
     return get

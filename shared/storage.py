@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
+from shared.forks import current_pid
 from shared.s3_put import PutRefused, SignedPut
 from shared.settings import Settings
 
@@ -64,7 +64,7 @@ def aws_sessions() -> tuple[boto3.session.Session, botocore.session.Session]:
     """This process's boto3 session and the botocore session under it (one per pid: a forked
     child makes its own). A client made on a new session loads S3's service model again,
     ~0.1 s of CPU; on a kept one, a few milliseconds."""
-    return _sessions(os.getpid())
+    return _sessions(current_pid())
 
 
 def s3_client(settings: Settings):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import weakref
 
@@ -29,6 +28,7 @@ from kombu.utils.uuid import uuid
 
 from shared import tasknames
 from shared.article_state import Enqueue
+from shared.forks import current_pid
 
 log = logging.getLogger("pressroom.ingest")
 
@@ -126,10 +126,10 @@ class TaskMessages:
     def _shared_channel(self):
         """One kombu channel per process: it only shapes messages here, it never sends."""
         with self._lock:
-            if self._channel is None or self._pid != os.getpid():
+            if self._channel is None or self._pid != current_pid():
                 connection = self.celery.connection_for_write()
                 self._channel = connection.default_channel  # connects once (kombu pings the broker)
-                self._connection, self._pid = connection, os.getpid()
+                self._connection, self._pid = connection, current_pid()
             return self._channel
 
     def _reset(self) -> None:
