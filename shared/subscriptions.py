@@ -85,7 +85,7 @@ class Subscription:
     def signing_keys(self, now: float | None = None) -> list[bytes]:
         """Keys that sign each delivery: the current secret and, during rotation, the old one."""
         now = time.time() if now is None else now
-        return [parse_webhook_secret(s["secret"]) for s in self.secrets if not s["until"] or s["until"] > now]
+        return [_signing_key(s["secret"]) for s in self.secrets if not s["until"] or s["until"] > now]
 
     @property
     def rotating_until(self) -> float | None:
@@ -135,7 +135,7 @@ class Subscription:
             description=d.get("description", ""),
             disabled_reason=d.get("disabled_reason", ""),
             failing_since=float(d["failing_since"]) if d.get("failing_since") else None,
-            secrets=json.loads(d.get("secrets") or "[]"),
+            secrets=_secrets(d["secrets"]) if d.get("secrets") else [],
             unsubscribe_token=d.get("unsubscribe_token", ""),
             confirm_token=d.get("confirm_token", ""),
             confirm_expires=float(d.get("confirm_expires") or 0),
@@ -398,3 +398,20 @@ def _names(text: str) -> list[str]:
     """A stored JSON list of topics or events. Subscribers mostly share a few lists, and a
     fan-out reads thousands of subscriptions: each distinct list is parsed once."""
     return list(_parsed_names(text))
+
+
+@lru_cache(maxsize=65536)
+def _parsed_secrets(text: str) -> tuple[tuple[str, float], ...]:
+    return tuple((s["secret"], s["until"]) for s in json.loads(text))
+
+
+def _secrets(text: str) -> list[dict]:
+    """A stored JSON list of secrets, each a fresh dict. Every delivery reads its subscriber's:
+    each subscriber's list is parsed once a process (while it stays among the last 65,536)."""
+    return [{"secret": secret, "until": until} for secret, until in _parsed_secrets(text)]
+
+
+@lru_cache(maxsize=65536)
+def _signing_key(secret: str) -> bytes:
+    """A `whsec_` secret's key bytes, decoded and checked once a process."""
+    return parse_webhook_secret(secret)

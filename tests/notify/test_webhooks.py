@@ -17,7 +17,7 @@ from services.notify import deliveries
 from services.notify.transports import webhook
 from shared.deliveries import DUE, DeliveryStore, busy_key, waiting_key, webhook_id
 from shared.runtime import Runtime
-from shared.subscriptions import SubscriptionStore
+from shared.subscriptions import Subscription, SubscriptionStore
 from tests.notify.helpers import article_event, deliver, log, queue, record, subscribe
 
 
@@ -251,6 +251,31 @@ def test_rotation_signs_with_old_and_new_secret(notify_rt, webhook_receivers):
     assert len(receiver.requests[0]["headers"]["webhook-signature"].split(" ")) == 2
 
     assert len(rotated.signing_keys(now=time.time() + 24 * 3600 + 1)) == 1  # after a day only the new one
+
+
+def test_a_rotation_after_deliveries_signs_the_next_with_both_secrets(notify_rt, webhook_receivers):
+    """A worker keeps each subscriber's parsed secrets by their stored text: a rotation is new text."""
+    receiver = webhook_receivers()
+    sub, old = subscribe(notify_rt, receiver.url)
+    receiver.secrets = [old]
+    deliver(notify_rt, article_event())
+    assert len(receiver.verified_payloads(old)) == 1
+    _, new = SubscriptionStore(notify_rt.redis).rotate_secret(sub.id)
+    receiver.secrets = [old, new]
+    deliver(notify_rt, article_event(version=2))
+    assert len(receiver.requests) == 2
+    assert len(receiver.requests[1]["headers"]["webhook-signature"].split(" ")) == 2
+    assert len(receiver.verified_payloads(new)) == 1
+
+
+def test_each_subscription_read_gets_secrets_of_its_own(notify_rt, webhook_receivers):
+    sub, _ = subscribe(notify_rt, webhook_receivers().url)
+    fields = sub.to_hash()
+    first, second = Subscription.from_fields(fields), Subscription.from_fields(fields)
+    first.secrets[0]["until"] = 1.0
+    first.secrets.append({"secret": "whsec_x", "until": 0})
+    assert second.secrets == Subscription.from_fields(fields).secrets and len(second.secrets) == 1
+    assert second.secrets[0]["until"] == 0
 
 
 def test_a_subscription_failing_for_days_is_disabled(notify_rt, webhook_receivers):
