@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import os
 import shutil
@@ -173,9 +174,13 @@ def s3_put_worker(settings: Settings, body: bytes, prefix: str) -> Callable[[], 
     return make
 
 
-def article_bodies(count: int, run_id: str) -> list[bytes]:
-    """`count` distinct articles (unique uri), so each one is new work and none is a replay."""
+def article_bodies(count: int, run_id: str, body_kb: int = 0) -> list[bytes]:
+    """`count` distinct articles (unique uri), so each one is new work and none is a replay.
+    With `body_kb`, the body is that long: paragraphs of real news text from dev_news.jsonl
+    (a long feature runs to 20-40 kB of HTML; the sample's body is 1.7 kB)."""
     doc = json.loads(SAMPLE.read_text())
+    if body_kb:
+        doc["body_html"] = long_body(body_kb * 1024)
     base = doc["uri"]
     bodies = []
     for i in range(count):
@@ -217,6 +222,20 @@ def print_table(results: list[Result], pressroom: Result, bare: Result, put: Res
         )
 
 
+def long_body(size: int) -> str:
+    from render import NEWS, load_news
+
+    items = [item for category in load_news(NEWS).values() for item in category]
+    paragraphs, length = [], 0
+    for item in items:
+        paragraph = f"<p>{html.escape(item['title'])}. {html.escape(item['body'])}</p>"
+        paragraphs.append(paragraph)
+        length += len(paragraph)
+        if length >= size:
+            break
+    return "".join(paragraphs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", "-n", type=int, default=2000, help="measured requests per target")
@@ -225,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="the requests are split into rounds, each running every target in turn, so a load "
                              "that other work puts on the machine falls on all of them alike")
+    parser.add_argument("--body-kb", type=int, default=0,
+                        help="make each article's body_html this many kB of real news text (default: the sample's)")
     args = parser.parse_args(argv)
 
     import redis
@@ -255,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         key = parse_webhook_secret(env["PRESSROOM_WEBHOOK_SECRETS"])
         run_id = uuid.uuid4().hex[:8]
         total = args.warmup + args.requests
-        bodies = article_bodies(total, run_id)
+        bodies = article_bodies(total, run_id, args.body_kb)
         doc_size = len(bodies[0])
         load_start = os.getloadavg()[0]
         print(
