@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from functools import cached_property, wraps
-from typing import TypeVar
+from functools import cached_property
 
 import redis
 
@@ -65,7 +63,6 @@ class Runtime:
 
 
 _runtimes: dict[int, Runtime] = {}
-T = TypeVar("T")
 
 
 def runtime_for(settings: Settings) -> Runtime:
@@ -75,29 +72,3 @@ def runtime_for(settings: Settings) -> Runtime:
     if rt is None or rt.pid != current_pid():
         rt = _runtimes[key] = Runtime(settings)
     return rt
-
-
-def per_process(factory: Callable[[], T]) -> Callable[[], T]:
-    """`factory()` made once per process, on first use. A forked child (a prefork pool
-    process) makes its own: a parent's threads do not run in it and its sockets are not the
-    child's to use. Called on hot paths, so only the first call of a process takes a lock."""
-    made: dict[int, T] = {}
-    lock = threading.Lock()
-
-    @wraps(factory)
-    def get() -> T:
-        current = made.get(current_pid())
-        if current is None:
-            with lock:
-                current = made.get(current_pid())
-                if current is None:
-                    made.clear()
-                    current = made[current_pid()] = factory()
-        return current
-
-    def existing() -> T | None:
-        """This process's instance if it made one, without making it (for a clean exit)."""
-        return made.get(current_pid())
-
-    get.existing = existing  # type: ignore[attr-defined]
-    return get

@@ -6,7 +6,6 @@ failure to reach or use the store is `StorageUnavailable` (transient: retry late
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
-from shared.forks import current_pid
+from shared.forks import per_process
 from shared.s3_put import PutRefused, SignedPut
 from shared.settings import Settings
 
@@ -54,17 +53,13 @@ class Storage(Protocol):
     def etag(self, key: str) -> str | None: ...
 
 
-@functools.cache
-def _sessions(pid: int) -> tuple[boto3.session.Session, botocore.session.Session]:
+@per_process
+def aws_sessions() -> tuple[boto3.session.Session, botocore.session.Session]:
+    """This process's boto3 session and the botocore session under it. A client made on a
+    new session loads S3's service model again, ~0.1 s of CPU; on a kept one, a few
+    milliseconds."""
     core = botocore.session.get_session()
     return boto3.session.Session(botocore_session=core), core
-
-
-def aws_sessions() -> tuple[boto3.session.Session, botocore.session.Session]:
-    """This process's boto3 session and the botocore session under it (one per pid: a forked
-    child makes its own). A client made on a new session loads S3's service model again,
-    ~0.1 s of CPU; on a kept one, a few milliseconds."""
-    return _sessions(current_pid())
 
 
 def s3_client(settings: Settings):

@@ -39,7 +39,8 @@ from queue import Empty, SimpleQueue
 from services.notify import deliveries
 from services.notify.transports import DeliveryError, Result
 from shared.deliveries import TERMINAL, Claim, DeliveryStore
-from shared.runtime import Runtime, per_process
+from shared.forks import per_process
+from shared.runtime import Runtime
 
 log = logging.getLogger("pressroom.notify")
 

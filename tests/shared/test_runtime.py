@@ -1,50 +1,13 @@
-"""per_process: one instance per process, and a forked child gets its own; a thread's own Redis client."""
+"""A Runtime: a thread's own Redis client on the shared pool."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 
-from shared.runtime import Runtime, per_process
+from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.conftest import start_redis
-
-
-def test_one_instance_per_process_and_a_fresh_one_after_a_fork():
-    made = []
-
-    @per_process
-    def thing() -> object:
-        made.append(object())
-        return made[-1]
-
-    assert thing.existing() is None and not made  # asking does not make one
-    barrier = threading.Barrier(8)
-    seen = []
-
-    def race():
-        barrier.wait()
-        seen.append(thing())
-
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(made) == 1 and all(s is made[0] for s in seen)  # threads racing to the first call share one
-
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child has none until its first call makes a new one; its second returns that
-        ok = thing.existing() is None and thing() is not made[0] and thing() is thing() is thing.existing()
-        ok = ok and len(made) == 2
-        os.write(write, b"1" if ok else b"0")
-        os._exit(0)
-    os.close(write)
-    assert os.read(read, 1) == b"1"
-    os.waitpid(pid, 0)
-    assert thing() is made[0] is thing.existing() and len(made) == 1  # the parent's is untouched
 
 
 def test_a_thread_keeps_its_own_redis_connection_from_the_shared_pool(rt: Runtime):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from services.notify.retries import parse_retry_after
 from services.notify.transports import DeliveryError, Result
 from shared import netguard, netloop, signatures
-from shared.runtime import per_process
+from shared.forks import per_process
 from shared.settings import Settings
 
 CONNECT_TIMEOUT = 5.0
