@@ -359,13 +359,15 @@ class ScriptedHttp:
     """A loopback HTTP/1.1 server that answers each request with the next of `statuses`
     (a status with an empty body or (status, body); 0: no answer at all; connections kept
     open), and closes a connection without a word after `close_after` answers on it.
-    `requests` holds (connection number, request line)."""
+    `requests` holds (connection number, request line). With `tls` (a server context) it
+    speaks HTTPS, as https://localhost:PORT."""
 
-    def __init__(self, statuses: list[int | tuple[int, bytes]], close_after: int = 0) -> None:
-        self.statuses, self.close_after = list(statuses), close_after
+    def __init__(self, statuses: list[int | tuple[int, bytes]], close_after: int = 0, tls=None) -> None:
+        self.statuses, self.close_after, self.tls = list(statuses), close_after, tls
         self.requests: list[tuple[int, str]] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        port = self.sock.getsockname()[1]
+        self.url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -379,6 +381,12 @@ class ScriptedHttp:
             threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
 
     def _serve(self, conn, number: int) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:  # the client refused our certificate
+                conn.close()
+                return
         reader = conn.makefile("rb")
         answered = 0
         with conn:
@@ -412,8 +420,8 @@ def scripted_http():
     """Factory of ScriptedHttp servers, all stopped after the test."""
     made: list[ScriptedHttp] = []
 
-    def make(statuses: list[int | tuple[int, bytes]], close_after: int = 0) -> ScriptedHttp:
-        made.append(ScriptedHttp(statuses, close_after))
+    def make(statuses: list[int | tuple[int, bytes]], close_after: int = 0, tls=None) -> ScriptedHttp:
+        made.append(ScriptedHttp(statuses, close_after, tls))
         return made[-1]
 
     yield make

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import ssl
 import uuid
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from shared.s3_put import SignedPut
 from shared.settings import Settings
 from shared.storage import S3Storage, StorageUnavailable, ensure_buckets, s3_client, signed_put
 from tests.conftest import make_env
+from tests.shared.test_netguard import _tls_pair
 
 BODY = b"<html>" + b"x" * 3000 + b"</html>"
 
@@ -150,6 +152,39 @@ def test_an_unreachable_store_is_storage_unavailable(redis_server, refused_url) 
     with pytest.raises(StorageUnavailable, match="Could not connect"):
         S3Storage(client, "bucket", signed_put(client)).put("k", BODY, "text/html")
     assert boto_puts == [1], "boto3 made the attempt after the signed path could not connect"
+
+
+@pytest.fixture
+def tls_server(scripted_http, tmp_path):
+    """An HTTPS ScriptedHttp for localhost, its certificate from a test CA; returns (server, CA file)."""
+    ca, cert, key = _tls_pair(tmp_path, "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return scripted_http([200] * 8, tls=context), str(ca)
+
+
+def test_over_https_the_signed_put_trusts_the_ca_bundle_boto3_does(redis_server, tls_server, monkeypatch) -> None:
+    server, ca = tls_server
+    monkeypatch.setenv("AWS_CA_BUNDLE", ca)
+    client = s3_client(_settings(redis_server, server.url))
+    boto_puts = _boto_puts(client)
+    put = signed_put(client)
+    store = S3Storage(client, "bucket", put)
+    store.put("a", BODY, "text/html")
+    store.put("b", BODY, "text/html")
+    assert boto_puts == [], "the signed path made both PUTs"
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]  # one TLS connection
+    assert put._local.conn.sock.version() is not None
+
+
+def test_over_https_a_certificate_nobody_vouches_for_is_refused(redis_server, tls_server) -> None:
+    server, _ = tls_server  # AWS_CA_BUNDLE unset: the default bundle does not know the test CA
+    client = s3_client(_settings(redis_server, server.url))
+    boto_puts = _boto_puts(client)
+    with pytest.raises(StorageUnavailable, match="(?i)certificate"):
+        S3Storage(client, "bucket", signed_put(client)).put("k", BODY, "text/html")
+    assert boto_puts == [1], "boto3 made the attempt after the signed path could not connect"
+    assert server.requests == [], "nothing was sent over an unverified connection"
 
 
 def test_metadata_a_header_cannot_carry_goes_to_boto3_and_its_checks(rt) -> None:
