@@ -58,18 +58,48 @@ class Version(fields.Field):
         return None if value is None else str(value)
 
 
+_QCODE_LENGTHS = {"name": (1, 500), "code": (1, 500), "scheme": (None, 200)}  # (min, max) of Qcode's and Qcodes'
+
+
 class Qcode(Schema):
     class Meta:
         unknown = INCLUDE
 
-    name = fields.Str(validate=validate.Length(min=1, max=500))
-    code = fields.Str(validate=validate.Length(min=1, max=500))
-    scheme = fields.Str(validate=validate.Length(max=200))
+    name = fields.Str(validate=validate.Length(*_QCODE_LENGTHS["name"]))
+    code = fields.Str(validate=validate.Length(*_QCODE_LENGTHS["code"]))
+    scheme = fields.Str(validate=validate.Length(*_QCODE_LENGTHS["scheme"]))
 
     @validates_schema
     def name_or_code(self, data, **kwargs):
         if not data.get("name") and not data.get("code"):
             raise ValidationError("Give a name or a code.", field_name="name")
+
+
+def _plain_qcode(item: Any) -> bool:
+    """Whether Qcode would load `item` unchanged: an object whose name, code and scheme, where
+    present, are strings within their lengths, with a name or a code (other keys are kept)."""
+    if type(item) is not dict or ("name" not in item and "code" not in item):
+        return False
+    for name, (shortest, longest) in _QCODE_LENGTHS.items():
+        if name in item:
+            value = item[name]
+            if type(value) is not str or not (shortest or 0) <= len(value) <= longest:
+                return False
+    return True
+
+
+class Qcodes(fields.List):
+    """A list of Qcode objects. A schema load costs ~17 µs an item and articles carry dozens of
+    subjects, places and people, nearly always plain ones: those are taken as they are, and
+    any other list is loaded item by item, so what a client gets back is Qcode's own errors."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(fields.Nested(Qcode), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is list and all(map(_plain_qcode, value)):
+            return [dict(item) for item in value]
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _href(value: str) -> None:
@@ -149,10 +179,10 @@ class NinjsArticle(Schema):
     description_html = fields.Str(validate=validate.Length(max=20_000))
     body_html = fields.Str()
     body_text = fields.Str()
-    subject = fields.List(fields.Nested(Qcode))
-    place = fields.List(fields.Nested(Qcode))
-    person = fields.List(fields.Nested(Qcode))
-    organisation = fields.List(fields.Nested(Qcode))
+    subject = Qcodes()
+    place = Qcodes()
+    person = Qcodes()
+    organisation = Qcodes()
     associations = fields.Nested(Associations)
 
     @pre_load
