@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
+from typing import TypeVar
 
 import redis
 
@@ -12,6 +14,8 @@ from shared.forks import current_pid
 from shared.s3_put import SignedPut
 from shared.settings import Settings
 from shared.storage import S3Storage, s3_client, signed_put
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -40,6 +44,18 @@ class Runtime:
             client = self._own.client = redis.Redis(
                 connection_pool=self.redis.connection_pool, single_connection_client=True)
         return client
+
+    def own(self, make: Callable[[redis.Redis], T]) -> T:
+        """`make(self.own_redis())`, made once for the calling thread and kept: a store of
+        scripts (ArticleState, DeliveryStore, ...) on the thread's own connection. Making
+        one registers its scripts again, which a request or a batch should not pay for."""
+        made = getattr(self._own, "made", None)
+        if made is None:
+            made = self._own.made = {}
+        obj = made.get(make)
+        if obj is None:
+            obj = made[make] = make(self.own_redis())
+        return obj
 
     @cached_property
     def s3(self):

@@ -52,9 +52,8 @@ class Claim:
 
 
 class Idempotency:
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self.ttl = ttl
         self._claim = client.register_script(_CLAIM)
 
     def claim(self, name: str | None, aid: str | None = None) -> Claim | Replay | bool:
@@ -74,8 +73,8 @@ class Idempotency:
             return Claim()
         return Claim(int(result[1]), result[2].decode())
 
-    def remember(self, name: str, status: int, body: dict) -> None:
-        self.redis.set(name, answer(status, body), ex=self.ttl)
+    def remember(self, name: str, status: int, body: dict, ttl: int) -> None:
+        self.redis.set(name, answer(status, body), ex=ttl)
 
     def release(self, name: str) -> None:
         self.redis.delete(name)

@@ -180,7 +180,6 @@ class Finisher:
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self.slots = slots
-        self._last: tuple[Runtime | None, DeliveryStore | None] = (None, None)
         self.queue: SimpleQueue[_Finish | _Conclude] = SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="pressroom-finish", daemon=True)
         self.thread.start()
@@ -199,17 +198,7 @@ class Finisher:
                     break
             ends = [end for item in items for end in (self._conclude(item) if isinstance(item, _Conclude) else [item])]
             for rt, group in groupby(ends, key=lambda item: item.rt):
-                self._record(self._store(rt), list(group))
-
-    def _store(self, rt: Runtime) -> DeliveryStore:
-        """The finisher's store of `rt`, on a Redis connection of its own (Runtime.own_redis);
-        kept while the Runtime is the same (a worker process has one), as making a store
-        registers its scripts again."""
-        last_rt, store = self._last
-        if last_rt is not rt or store is None:
-            store = DeliveryStore(rt.own_redis())
-            self._last = (rt, store)
-        return store
+                self._record(rt.own(DeliveryStore), list(group))  # on the finisher's own connection
 
     def _conclude(self, item: _Conclude) -> list[_Finish]:
         ends: list[_Finish] = []
@@ -256,7 +245,7 @@ def deliver_batch(
     'busy', 'early', 'deferred', 'missing', 'already delivered' (or failed, cancelled).
     Safe to run twice or concurrently with itself: each attempt needs its claim."""
     pool = pool or sender()
-    store = DeliveryStore(rt.own_redis())
+    store = rt.own(DeliveryStore)
     outcomes: Counter[str] = Counter()
     tally = Tally()
     records = store.get_many(list(dict.fromkeys(dids)))

@@ -1,10 +1,12 @@
-"""A Runtime: a thread's own Redis client on the shared pool."""
+"""A Runtime: a thread's own Redis client on the shared pool, and the stores kept on it."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 
+from shared.article_state import ArticleState
+from shared.deliveries import DeliveryStore
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.conftest import start_redis
@@ -24,6 +26,19 @@ def test_a_thread_keeps_its_own_redis_connection_from_the_shared_pool(rt: Runtim
     before = mine.connection
     for connection in rt.redis.connection_pool._available_connections:
         assert connection is not before  # held, never handed to another caller
+
+
+def test_a_thread_keeps_one_store_of_each_kind_on_its_own_connection(rt: Runtime):
+    articles, deliveries = rt.own(ArticleState), rt.own(DeliveryStore)
+    assert rt.own(ArticleState) is articles and rt.own(DeliveryStore) is deliveries
+    assert articles.redis is rt.own_redis() and deliveries.redis is rt.own_redis()
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.append(rt.own(ArticleState)))
+    worker.start()
+    worker.join()
+    assert theirs[0] is not articles and theirs[0].redis.connection is not articles.redis.connection
+    other = Runtime(rt.settings)
+    assert other.own(ArticleState) is not articles  # a Runtime's stores are its own
 
 
 def test_a_threads_own_connection_is_made_again_after_a_redis_restart(settings: Settings, tmp_path):

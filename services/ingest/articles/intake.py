@@ -26,7 +26,7 @@ from celery import Celery
 from services.ingest import idempotency
 from services.ingest.articles.enqueue import task_messages
 from shared import keys, tasknames
-from shared.article_state import Decision, initial_status
+from shared.article_state import ArticleState, Decision, initial_status
 from shared.ninjs import Article
 from shared.runtime import Runtime
 
@@ -81,7 +81,7 @@ def accept_article(
         answer = (name, idempotency.answer(code, answer_body), rt.settings.idempotency_ttl)
     messages = task_messages(celery, rt.settings.redis_url) if status == "queued" else None
     enqueue = messages.render(article.id, article.version) if messages else None
-    decision = rt.articles.accept(
+    decision = rt.own(ArticleState).accept(
         article.id, article.uri, article.version, doc_key, withdraw=article.withdrawn, embargo=embargo,
         now=now, answer=answer, enqueue=enqueue,
     )

@@ -82,10 +82,10 @@ def post_article():
         return _json(skipped, 200)
     name = keys.idempotency(source, idem_key) if idem_key else None
     article, problem = _validate(body)
-    idem = Idempotency(rt.redis, settings.idempotency_ttl)
     claim = Claim()
     if name or article:
         try:
+            idem = rt.own(Idempotency)  # connects on a thread's first request
             claim = idem.claim(name, article.id if article else None)
         except redis.RedisError as exc:
             log.error("redis unavailable: %s", exc)
@@ -102,7 +102,7 @@ def post_article():
             idem.release(name)
         raise
     if name and not remembered:
-        idem.remember(name, status, answer)
+        idem.remember(name, status, answer, settings.idempotency_ttl)
     return _json(answer, status)
 
 
