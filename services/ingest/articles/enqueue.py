@@ -12,14 +12,24 @@ uses neither). Only a single LPUSH is taken; a different transport, a broker oth
 the state Redis, a key prefix, a route that is not a direct queue, or a kombu that
 publishes any other way gives None, and the caller sends the task the ordinary way with
 the outbox behind it.
+
+Built cold, in the middle of a request, that message costs 0.25-0.4 ms of CPU. So it is
+built once a process for a stand-in article, and every render message after it is that
+text with the article, the version, the task id and the delivery tag put in. The template
+is kept only if filling it for a second stand-in gives exactly what Celery and kombu
+build for that one; if not, every message is built by them.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
+import re
 import threading
 import weakref
+from dataclasses import dataclass
 
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
@@ -58,6 +68,47 @@ class _RecordingChannel:
         return self._channel.basic_publish(message, exchange, routing_key, _publish_batch=recorder, **kwargs)
 
 
+@dataclass(frozen=True)
+class _Template:
+    """A render message's text cut where the task id, delivery tag, args repr and body go."""
+
+    queue: str
+    parts: tuple[str, ...]  # text, field, text, field, ..., text
+    body: tuple[str, str, str]  # the decoded body around the article id and the version
+
+    @classmethod
+    def cut(cls, built: Enqueue, aid: str, version: int) -> _Template | None:
+        message = json.loads(built.message)
+        body = base64.b64decode(message["body"]).decode()
+        aid_json, version_text = json.dumps(aid), str(version)
+        if body.count(aid_json) != 1 or body.count(version_text) != 1 or body.index(aid_json) > body.index(
+                version_text) or message["headers"].get("argsrepr") != repr([aid, version]):
+            return None
+        before, _, rest = body.partition(aid_json)
+        between, _, after = rest.partition(version_text)
+        fields = {
+            message["headers"]["id"]: "id", message["properties"]["delivery_tag"]: "tag",
+            message["body"]: "body", json.dumps(repr([aid, version]))[1:-1]: "argsrepr",
+        }
+        pieces = re.split("(" + "|".join(map(re.escape, fields)) + ")", built.message)
+        parts = tuple(fields.get(piece, piece) if i % 2 else piece for i, piece in enumerate(pieces))
+        return cls(built.queue, parts, (before, between, after))
+
+    def fill(self, aid: str, version: int, task_id: str, tag: str) -> Enqueue:
+        before, between, after = self.body
+        values = {
+            "id": task_id, "tag": tag, "argsrepr": json.dumps(repr([aid, version]))[1:-1],
+            "body": base64.b64encode(f"{before}{json.dumps(aid)}{between}{version}{after}".encode()).decode(),
+        }
+        parts = self.parts
+        return Enqueue(self.queue, "".join(values[part] if i % 2 else part for i, part in enumerate(parts)))
+
+
+# Stand-ins no article has: an article id is URL-safe base64 of a hash, a version at most 2**53.
+_STAND_INS = (("pressroom-template-1", 2**60 + 7), ("pressroom-template-2", 2**60 + 11))
+_UNSET = object()
+
+
 class TaskMessages:
     """Builds render-task messages for one Celery app in this process (thread-safe, fork-aware)."""
 
@@ -86,11 +137,38 @@ class TaskMessages:
         self._pid = 0
         self._channel = None
         self._connection = None
+        self._template: _Template | None | object = _UNSET
 
     def render(self, aid: str, version: int) -> Enqueue | None:
         """The render task for (aid, version) as (list key, payload), or None: send it the ordinary way."""
         if not self.usable:
             return None
+        template = self._template
+        if template is _UNSET:
+            template = self._make_template()
+        if template is not None:
+            return template.fill(aid, version, uuid(), uuid())
+        return self.build(aid, version)
+
+    def _make_template(self) -> _Template | None:
+        (first, first_version), (second, second_version) = _STAND_INS
+        built = self.build(first, first_version)
+        check = self.build(second, second_version) if built else None
+        if built is None or check is None:
+            return None  # the broker is out of reach: the next message tries again
+        template = _Template.cut(built, first, first_version)
+        if template is not None:
+            message = json.loads(check.message)
+            ids = message["headers"]["id"], message["properties"]["delivery_tag"]
+            if template.fill(second, second_version, *ids) != check:
+                template = None
+        if template is None:
+            log.warning("the render message is not what its template gives; each one is built by Celery")
+        self._template = template
+        return template
+
+    def build(self, aid: str, version: int) -> Enqueue | None:
+        """The render message for (aid, version) as Celery and kombu build it, or None."""
         try:
             producer = self._producer()
             self._local.recorder = recorder = _Recorder()
