@@ -6,19 +6,21 @@ Through a boto3 client a 3.4 kB PUT costs its thread ~1.6 ms of CPU, mostly in t
 pipeline around the request (event hooks, serialisation, urllib3 and botocore's response
 wrapping); signed with botocore's S3SigV4Auth and sent on `http.client`, ~0.65 ms; signed
 here, ~0.5 (botocore's signer parses the URL and filters the headers again on every
-call). `tests/shared/test_s3_put.py` checks the signature against botocore's for the same
-request, and a signature-checking server takes it. Only the plain case takes this path:
-a throttle, a server error, a transient S3 refusal, no answer in time or a connection
-that cannot be made goes back to boto3 (`SignedPut.put`), whose retries and error
-handling are the reference (`S3Storage.put`). A thread's connection closes with its thread.
+call); framed here and its answer parsed by llhttp (httptools) rather than `http.client`
+and the email package's header parser, ~0.33. `tests/shared/test_s3_put.py` checks the
+signature against botocore's for the same request, and a signature-checking server takes
+it. Only the plain case takes this path: a throttle, a server error, a transient S3
+refusal, no answer in time or a connection that cannot be made goes back to boto3
+(`SignedPut.put`), whose retries and error handling are the reference (`S3Storage.put`).
+A thread's connection closes with its thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import re
+import socket
 import ssl
 import threading
 import time
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 import botocore.session
+import httptools
 from botocore.httpsession import get_cert_path
 
 RETRY_WITH_BOTO = frozenset({408, 429})  # and every 5xx: boto3's standard retry mode handles them
@@ -34,6 +37,7 @@ RETRY_WITH_BOTO = frozenset({408, 429})  # and every 5xx: boto3's standard retry
 # session token out of date. boto3 retries, corrects its clock skew or refreshes its credentials.
 TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeTooSkewed", "ExpiredToken", "TokenRefreshRequired"})
 _ERROR_PART = re.compile(rb"<(Code|Message)>([^<]*)</\1>")
+_MAX_ANSWER = 64 * 1024  # of an answer's body kept (an error document is a few hundred bytes)
 
 
 class PutRefused(Exception):
@@ -89,7 +93,7 @@ class SignedPut:
         path = f"{self._base_path}/{bucket}/{quote(key, safe='/~')}"
         try:
             status, answer = self._send(path, self.signed_headers(path, headers, body), body)
-        except (OSError, http.client.HTTPException):
+        except OSError:
             return False
         if 200 <= status < 300:
             return True
@@ -133,36 +137,94 @@ class SignedPut:
         return key
 
     def _send(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-        conn = getattr(self._local, "conn", None)
-        kept = conn is not None
-        if conn is None:
-            conn = self._local.conn = self._connect()
+        sock = getattr(self._local, "sock", None)
+        kept = sock is not None
+        if sock is None:
+            sock = self._local.sock = self._connect()
+        lines = [f"PUT {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items()),
+                 f"content-length: {len(body)}", "", ""]
+        head = "\r\n".join(lines).encode("latin-1")
+        answer = _Answer()
         try:
-            conn.request("PUT", path, body=body, headers=headers)
-            response = conn.getresponse()
-            answer = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            self._local.conn = None
-            if kept and not isinstance(exc, TimeoutError):
+            if len(body) <= 65536:
+                sock.sendall(head + body)
+            else:
+                sock.sendall(head)
+                sock.sendall(body)
+            answer.read(sock)
+        except OSError as exc:
+            sock.close()
+            self._local.sock = None
+            if kept and not answer.started and not isinstance(exc, TimeoutError):
                 # the server closed a kept connection while it was idle: once more on a new one
                 # (a server that took the PUT and is slow to answer gets no second copy from here)
                 return self._send(path, headers, body)
             raise
-        if response.will_close:
-            conn.close()
-            self._local.conn = None
-        return response.status, answer
+        if not answer.keep:
+            sock.close()
+            self._local.sock = None
+        return answer.status, b"".join(answer.chunks)
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self) -> socket.socket:
         connect, read = self._timeouts
-        if self._https:
-            conn = http.client.HTTPSConnection(self._host, self._port, timeout=connect, context=self._tls)
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=connect)
-        conn.connect()
-        conn.sock.settimeout(read)
-        return conn
+        sock = socket.create_connection((self._host, self._port or (443 if self._https else 80)), timeout=connect)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+            sock.settimeout(read)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class _Answer:
+    """One HTTP/1.1 answer read from a blocking socket; httptools' (llhttp's) receiver."""
+
+    __slots__ = ("parser", "started", "status", "framed", "complete", "keep", "chunks", "size")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.started = self.framed = self.complete = self.keep = False
+        self.status = 0
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def read(self, sock: socket.socket) -> None:
+        while not self.complete:
+            data = sock.recv(65536)
+            if not data:
+                if self.status and not self.framed:  # a body that ends with the connection
+                    self.complete = True
+                    return
+                raise ConnectionError("the S3 server closed the connection " +
+                                      ("mid-answer" if self.started else "before answering"))
+            self.started = True
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                raise ConnectionError(f"not an HTTP answer from the S3 server: {exc}") from exc
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status >= 200:
+            self.status = status
+        else:  # 100 Continue and the like: the answer is still to come
+            self.framed = False
+
+    def on_body(self, data: bytes) -> None:
+        if self.size < _MAX_ANSWER:
+            self.chunks.append(data)
+        self.size += len(data)
+
+    def on_message_complete(self) -> None:
+        if self.status:
+            self.complete, self.keep = True, self.parser.should_keep_alive()
 
 
 def _proxied(url: str) -> bool:

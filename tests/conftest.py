@@ -357,12 +357,13 @@ def webhook_receivers():
 
 class ScriptedHttp:
     """A loopback HTTP/1.1 server that answers each request with the next of `statuses`
-    (a status with an empty body or (status, body); 0: no answer at all; connections kept
-    open), and closes a connection without a word after `close_after` answers on it.
+    (a status with an empty body or (status, body); bytes: sent as they are; 0: no answer
+    at all; connections kept open), and closes a connection without a word after
+    `close_after` answers on it.
     `requests` holds (connection number, request line). With `tls` (a server context) it
     speaks HTTPS, as https://localhost:PORT."""
 
-    def __init__(self, statuses: list[int | tuple[int, bytes]], close_after: int = 0, tls=None) -> None:
+    def __init__(self, statuses: list[int | tuple[int, bytes] | bytes], close_after: int = 0, tls=None) -> None:
         self.statuses, self.close_after, self.tls = list(statuses), close_after, tls
         self.requests: list[tuple[int, str]] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -406,7 +407,10 @@ class ScriptedHttp:
                     status, body = status
                 if not status:
                     continue
-                conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                if isinstance(status, bytes):
+                    conn.sendall(status)
+                else:
+                    conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
                 answered += 1
                 if answered == self.close_after:
                     return
@@ -420,7 +424,7 @@ def scripted_http():
     """Factory of ScriptedHttp servers, all stopped after the test."""
     made: list[ScriptedHttp] = []
 
-    def make(statuses: list[int | tuple[int, bytes]], close_after: int = 0, tls=None) -> ScriptedHttp:
+    def make(statuses: list[int | tuple[int, bytes] | bytes], close_after: int = 0, tls=None) -> ScriptedHttp:
         made.append(ScriptedHttp(statuses, close_after, tls))
         return made[-1]
 

@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from shared.runtime import Runtime
-from shared.s3_put import SignedPut
+from shared.s3_put import PutRefused, SignedPut
 from shared.settings import Settings
 from shared.storage import S3Storage, StorageUnavailable, ensure_buckets, s3_client, signed_put
 from tests.conftest import make_env
@@ -87,10 +87,10 @@ def test_the_signature_is_botocores_for_the_same_request(monkeypatch, endpoint, 
 def test_puts_of_a_thread_share_one_kept_connection(seaweed_rt) -> None:
     put = seaweed_rt.s3_put
     seaweed_rt.data.put(f"kept/{uuid.uuid4().hex}", BODY, "text/html")
-    first = put._local.conn
+    first = put._local.sock
     for n in range(5):
         seaweed_rt.site.put(f"kept/{uuid.uuid4().hex}-{n}", BODY, "text/html")
-    assert first is not None and put._local.conn is first and first.sock is not None
+    assert first is not None and put._local.sock is first and first.fileno() != -1
 
 
 def test_a_wrong_secret_is_refused_with_the_servers_reason_and_nothing_is_stored(seaweed_rt) -> None:
@@ -122,6 +122,43 @@ def test_a_server_slow_to_answer_on_a_kept_connection_gets_no_second_copy(script
 
 def _s3_error(code: str) -> bytes:
     return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>m</Message></Error>".encode()
+
+
+def test_a_chunked_answer_is_read_whole_and_its_connection_kept(scripted_http) -> None:
+    error = _s3_error("NoSuchBucket")
+    chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in (error[:20], error[20:])) + b"0\r\n\r\n"
+    server = scripted_http([chunked, 200])
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
+    with pytest.raises(PutRefused, match="HTTP 404 NoSuchBucket: m"):
+        put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
+    assert put.put("bucket", "b", BODY, {"Content-Type": "text/html"})
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]
+
+
+def test_an_answer_that_ends_with_its_connection_is_read_whole(scripted_http) -> None:
+    unframed = b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\r\n" + _s3_error("AccessDenied")
+    server = scripted_http([unframed, 200], close_after=1)
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
+    with pytest.raises(PutRefused, match="HTTP 403 AccessDenied: m"):
+        put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
+    assert put.put("bucket", "b", BODY, {"Content-Type": "text/html"})
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (2, "PUT /bucket/b HTTP/1.1")]
+
+
+def test_an_interim_100_continue_is_passed_over(scripted_http) -> None:
+    server = scripted_http([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 200])
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
+    assert put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
+    assert put.put("bucket", "b", BODY, {"Content-Type": "text/html"})
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]
+
+
+def test_an_answer_that_is_not_http_goes_to_boto3_and_is_not_sent_again_here(scripted_http) -> None:
+    server = scripted_http([b"SSH-2.0-OpenSSH_9.6\r\n", 200])
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
+    assert not put.put("bucket", "a", BODY, {"Content-Type": "text/html"}), "boto3 is to make the next attempt"
+    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1")]
 
 
 @pytest.mark.parametrize("status", [500, 503, 429, 408, (400, _s3_error("RequestTimeout")),
@@ -174,7 +211,7 @@ def test_over_https_the_signed_put_trusts_the_ca_bundle_boto3_does(redis_server,
     store.put("b", BODY, "text/html")
     assert boto_puts == [], "the signed path made both PUTs"
     assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]  # one TLS connection
-    assert put._local.conn.sock.version() is not None
+    assert put._local.sock.version() is not None
 
 
 def test_over_https_a_certificate_nobody_vouches_for_is_refused(redis_server, tls_server) -> None:
