@@ -124,26 +124,24 @@ def _s3_error(code: str) -> bytes:
     return f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>m</Message></Error>".encode()
 
 
-def test_a_chunked_answer_is_read_whole_and_its_connection_kept(scripted_http) -> None:
-    error = _s3_error("NoSuchBucket")
-    chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(
-        b"%x\r\n%s\r\n" % (len(part), part) for part in (error[:20], error[20:])) + b"0\r\n\r\n"
-    server = scripted_http([chunked, 200])
-    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
-    with pytest.raises(PutRefused, match="HTTP 404 NoSuchBucket: m"):
-        put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
-    assert put.put("bucket", "b", BODY, {"Content-Type": "text/html"})
-    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (1, "PUT /bucket/b HTTP/1.1")]
+def _chunked(status: str, body: bytes) -> bytes:
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:20], body[20:]))
+    return f"HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n"
 
 
-def test_an_answer_that_ends_with_its_connection_is_read_whole(scripted_http) -> None:
-    unframed = b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\r\n" + _s3_error("AccessDenied")
-    server = scripted_http([unframed, 200], close_after=1)
+@pytest.mark.parametrize("answer, close_after, refusal, connections", [
+    (_chunked("404 Not Found", _s3_error("NoSuchBucket")), 0, "HTTP 404 NoSuchBucket: m", (1, 1)),
+    # no length and no chunks: the body ends when the server closes, and the next PUT makes a new connection
+    (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\r\n" + _s3_error("AccessDenied"), 1,
+     "HTTP 403 AccessDenied: m", (1, 2)),
+], ids=["chunked", "ends-with-the-connection"])
+def test_an_answer_is_read_whole_however_it_is_framed(scripted_http, answer, close_after, refusal, connections):
+    server = scripted_http([answer, 200], close_after=close_after)
     put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
-    with pytest.raises(PutRefused, match="HTTP 403 AccessDenied: m"):
+    with pytest.raises(PutRefused, match=refusal):
         put.put("bucket", "a", BODY, {"Content-Type": "text/html"})
     assert put.put("bucket", "b", BODY, {"Content-Type": "text/html"})
-    assert server.requests == [(1, "PUT /bucket/a HTTP/1.1"), (2, "PUT /bucket/b HTTP/1.1")]
+    assert server.requests == [(connections[0], "PUT /bucket/a HTTP/1.1"), (connections[1], "PUT /bucket/b HTTP/1.1")]
 
 
 def test_an_interim_100_continue_is_passed_over(scripted_http) -> None:
