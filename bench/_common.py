@@ -156,12 +156,12 @@ class Children:
         self.log_dir = log_dir
         self.procs: list[tuple[str, subprocess.Popen]] = []
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.Popen:
         from pressroom import processes
 
         with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                 preexec_fn=processes._die_with_parent, process_group=0,
             )
         self.procs.append((name, proc))

@@ -16,7 +16,12 @@ The requests are split into rounds (`--rounds`, default 5); each round runs ever
 in turn, starting with a different one each time, so load that other work puts on the
 machine falls on Pressroom and its baselines alike; the per-round ratios show the spread.
 
-    python bench/ingest.py [--requests 2000] [--concurrency 8] [--rounds 5]
+With `--compare DIR`, the API of another Pressroom checkout (`git worktree add DIR REV`)
+runs as one more target in the same rounds, on articles of its own, against the same
+Redis and S3 server: a change is measured against the code before it on the same machine
+at the same moment, which separate runs on a noisy machine cannot do.
+
+    python bench/ingest.py [--requests 2000] [--concurrency 8] [--rounds 5] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -246,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                              "that other work puts on the machine falls on all of them alike")
     parser.add_argument("--body-kb", type=int, default=0,
                         help="make each article's body_html this many kB of real news text (default: the sample's)")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="also run the API of the Pressroom checkout in DIR, in the same rounds")
     args = parser.parse_args(argv)
+    if args.compare and not (args.compare / "pressroom" / "cli.py").is_file():
+        parser.error(f"--compare: {args.compare} is not a Pressroom checkout")
 
     import redis
 
@@ -272,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         proc = children.start("bare", bare_argv, bare_env)
         processes.wait_for_port(bare_port, 60, proc)
         gunicorn_flags = " ".join(bare_argv[3:-1]).replace(f"{HOST}:{bare_port}", f"{HOST}:PORT")
+        if args.compare:
+            compared_port = processes.free_port()
+            compared_env = {**env, "PRESSROOM_PORT": str(compared_port), "PYTHONPATH": str(args.compare.resolve())}
+            proc = children.start("compared", [sys.executable, "-m", "pressroom.cli", "ingest"], compared_env,
+                                  cwd=args.compare.resolve())
+            processes.wait_for_port(compared_port, 60, proc)
 
         key = parse_webhook_secret(env["PRESSROOM_WEBHOOK_SECRETS"])
         run_id = uuid.uuid4().hex[:8]
@@ -292,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             ("S3 PutObject (moto server)",
              lambda b: s3_put_worker(settings, bodies[0], f"bench/put/{run_id}/{uuid.uuid4().hex[:6]}"), 200),
         ]
+        if args.compare:  # articles of its own: the same ones would be stale there, answered 200
+            theirs = dict(zip(bodies, article_bodies(total, f"{run_id}-compared", args.body_kb), strict=True))
+            targets.append((f"compared: {args.compare.name} POST", lambda b: http_worker(
+                compared_port, [theirs[body] for body in b], key, 202), 202))
 
         def run(name: str, make_for: Callable[[list[bytes]], Callable], expect: int, part: list[bytes],
                 phase: str) -> Result:
@@ -312,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             part = bodies[args.warmup + r * size: args.warmup + (r + 1) * size]
             rates = {}
-            for name, make_for, expect in targets[r % 3:] + targets[: r % 3]:  # no target always goes first
+            for name, make_for, expect in targets[r % len(targets):] + targets[: r % len(targets)]:  # none always first
                 cpu_before = children.cpu_by_process()
                 result = run(name, make_for, expect, part, f"round {r + 1}")
                 for process, seconds in children.cpu_by_process().items():
@@ -322,17 +341,18 @@ def main(argv: list[str] | None = None) -> int:
             per_round.append(rates)
             print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n.split(' (')[0]} {v:.0f}/s" for n, v in
                                                                   rates.items()), flush=True)
-        bare, pressroom, put = (totals[name] for name, _, _ in targets)
+        bare, pressroom, put = (totals[name] for name, _, _ in targets[:3])
+        compared = totals[targets[3][0]] if args.compare else None
         queued = redis.Redis.from_url(settings.redis_url).llen("render")
-        accepted = args.warmup + size * args.rounds
+        accepted = (args.warmup + size * args.rounds) * (2 if args.compare else 1)
         if queued != accepted:
             raise BenchFailure(f"{queued} render tasks queued for {accepted} accepted articles")
 
-        print_table([pressroom, bare, put], pressroom, bare, put)
+        print_table([pressroom, bare, put, *([compared] if compared else [])], pressroom, bare, put)
         processes = list(cpu[pressroom.name])
         print(f"\n{'CPU ms per request':<34} {'total':>9} " + " ".join(f"{p:>9}" for p in processes))
         per_request = {}
-        for r in (pressroom, bare, put):
+        for r in (pressroom, bare, put, *([compared] if compared else [])):
             per_request[r.name] = {p: 1000 * cpu[r.name][p] / len(r.latencies) for p in processes}
             print(f"{r.name:<34} {sum(per_request[r.name].values()):>9.2f} "
                   + " ".join(f"{per_request[r.name][p]:>9.2f}" for p in processes))
@@ -351,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         ratios = sorted(r[pressroom.name] / r[put.name] for r in per_round)
         print(f"\nPressroom / S3 PutObject per round: {', '.join(f'{x:.3f}' for x in ratios)} "
               f"(median {statistics.median(ratios):.3f})")
+        if compared:
+            mine = sorted(r[pressroom.name] / r[compared.name] for r in per_round)
+            print(f"compared ({args.compare}) / S3 PutObject: {compared.rate / put.rate:.3f}; this checkout / "
+                  f"compared: {pressroom.rate / compared.rate:.3f} (per round {', '.join(f'{x:.3f}' for x in mine)}; "
+                  f"median {statistics.median(mine):.3f})")
         print(f"all {len(pressroom.latencies)} Pressroom answers were 202; {queued} render tasks queued (warm-up "
               f"included); load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
         succeeded = True
