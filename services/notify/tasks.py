@@ -130,10 +130,12 @@ def _first_here(task) -> Callable[[str, list[str]], None]:
             matching.create_deliveries(task.rt, ekey, sids)
             dispatch.dispatch(task.rt, lambda dids: _send_batch(task.app, dids))
         else:
-            task.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids])
+            task.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids],
+                               argsrepr=f"[{ekey!r}, <{len(sids)} subscription ids>]")
 
     return send
 
 
 def _send_batch(app, dids: list[str]) -> None:
-    app.send_task(tasknames.NOTIFY_DELIVER_BATCH, args=[dids])
+    # argsrepr (what logs and events show of the args) said here: Celery's own walks the list
+    app.send_task(tasknames.NOTIFY_DELIVER_BATCH, args=[dids], argsrepr=f"[<{len(dids)} delivery ids>]")

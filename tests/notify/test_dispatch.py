@@ -1,10 +1,16 @@
 """Dispatch: due deliveries go to the broker in batches, only as fast as the queue has room."""
 
+import base64
+import dataclasses
 import json
 import time
 
-from services.notify import dispatch
+import redis
+
+from services.notify import dispatch, tasks
+from shared.celery_app import create_celery
 from shared.deliveries import DUE
+from tests.conftest import start_redis
 from tests.notify.helpers import article_event, queue, subscribe
 
 
@@ -50,3 +56,19 @@ def test_top_up_only_when_the_queue_runs_low(notify_rt, monkeypatch):
     assert dispatch.top_up(notify_rt, sent.append) == 0 and sent == []  # two of eight: not low
     notify_rt.redis.delete(dispatch.QUEUE)
     assert dispatch.top_up(notify_rt, sent.append) == 5 and [len(b) for b in sent] == [5]
+
+
+def test_a_batch_message_carries_its_ids_and_says_how_many_in_its_argsrepr(settings, tmp_path):
+    """On a Redis of its own: the shared one has notify workers that would take the message at once."""
+    private = start_redis(str(tmp_path))
+    try:
+        app = create_celery(dataclasses.replace(settings, redis_url=private.url))
+        dids = [f"d{n:024x}" for n in range(500)]
+        tasks._send_batch(app, dids)
+        [raw] = redis.Redis.from_url(private.url).lrange(dispatch.QUEUE, 0, -1)
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "notify.deliver_batch"
+        assert message["headers"]["argsrepr"] == "[<500 delivery ids>]"  # not Celery's walk of the list
+        assert json.loads(base64.b64decode(message["body"]))[0] == [dids]
+    finally:
+        private.stop()

@@ -108,7 +108,8 @@ def test_the_event_task_creates_and_dispatches_the_first_batch_itself_before_que
     for n in range(12):
         subscribe(notify_rt, f"http://127.0.0.1:9/first/{n}", topics=[topic])
     sent: list[tuple[str, list]] = []  # the broker, in the order messages reach it
-    task = SimpleNamespace(rt=notify_rt, app=SimpleNamespace(send_task=lambda name, args: sent.append((name, args))))
+    app = SimpleNamespace(send_task=lambda name, args, **options: sent.append((name, args)))
+    task = SimpleNamespace(rt=notify_rt, app=app)
     event = article_event(topics=[topic])
 
     assert matching.fan_out(notify_rt, event, tasks._first_here(task)) == 12
