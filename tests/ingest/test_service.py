@@ -1,6 +1,9 @@
 """Health, readiness, metrics and the generated OpenAPI document."""
 
 import json
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.conftest import signed, unique_article
 
@@ -60,3 +63,18 @@ def test_json_nested_too_deeply_is_400_on_every_endpoint(client):
     ]
     assert [a.status_code for a in answers] == [400] * 4
     assert {a.get_json()["message"] for a in answers} == {"The JSON body is nested too deeply."}
+
+
+def test_the_workers_heartbeat_files_are_in_memory(api):
+    """gunicorn's workers touch a heartbeat file every loop turn: on a disk-backed /tmp that can stall them."""
+    bind = f"127.0.0.1:{urlsplit(api).port}"
+    heartbeats = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or bind not in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:  # a process that ended while we looked
+            continue
+        heartbeats += [link for link in links if "wgunicorn-" in link]
+    assert heartbeats and all(link.startswith("/dev/shm/") for link in heartbeats), heartbeats
