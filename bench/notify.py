@@ -18,6 +18,11 @@
    fan-out and batch tasks run, in this process, on a real Redis), against reading every
    subscription once (what matching without the index would have to do at the least).
 
+With `--compare DIR`, the notify workers and scheduler of another Pressroom checkout
+(`git worktree add DIR REV`) run beside this one's on a Redis database of their own with
+the same subscriptions, and deliver an event of their own in every round (which of the two
+goes first alternates): a change measured against the code before it at the same moment.
+
 Only 127.0.0.1 is used. Run: `.venv/bin/python bench/notify.py` (options: --help).
 """
 
@@ -225,6 +230,40 @@ def n_rate(n: int, seconds: float) -> str:
     return f"{n / seconds:.1f}"
 
 
+class Compared:
+    """The notify workers and scheduler of another checkout, on Redis database 1."""
+
+    def __init__(self, celery, rt: Runtime) -> None:
+        self.celery, self.rt = celery, rt
+
+    def deliver(self, base: str, n: int) -> float:
+        """One event to its n subscribers; seconds until the receiver has answered them all."""
+        count = received(base)
+        started = time.perf_counter()
+        self.celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event(["defence", "News"])})
+        wait_until(lambda: received(base) - count >= n, 600, "every compared delivery", interval=0.05)
+        return time.perf_counter() - started
+
+
+def start_compared(checkout: Path, env: dict[str, str], redis_port: int, workdir: Path, children: Children,
+                   hooks: list[str], n: int, processes_option: list[str]) -> Compared:
+    compared_env = {**env, "PRESSROOM_REDIS_URL": f"redis://127.0.0.1:{redis_port}/1",
+                    "PRESSROOM_STATE_DIR": str(workdir / "state-compared"), "PYTHONPATH": str(checkout)}
+    settings = Settings.from_env(compared_env)
+    rt = Runtime(settings)
+    bulk_subscribe(rt, hooks, n, ["Defence"])
+    me = [sys.executable, "-m", "pressroom.cli"]
+    children.start("compared-workers", [*me, "worker", "notify", *processes_option, "--loglevel", "WARNING"],
+                   compared_env, cwd=checkout)
+    children.start("compared-scheduler", [*me, "scheduler", "--loglevel", "WARNING"], compared_env, cwd=checkout)
+    celery = create_celery(settings)
+    warm = event(["Warm-up"])
+    celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
+    wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, "compared workers")
+    print(f"compared: {checkout}'s notify workers and scheduler, {n} subscriptions on Redis database 1", flush=True)
+    return Compared(celery, rt)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
@@ -236,7 +275,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int,
                         help="notify worker processes (default: what `pressroom worker notify` starts, "
                              "PRESSROOM_WORKER_CONCURRENCY, 2)")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="also run the notify workers of the Pressroom checkout in DIR, in the same rounds")
     args = parser.parse_args()
+    if args.compare and not (args.compare / "pressroom" / "cli.py").is_file():
+        parser.error(f"--compare: {args.compare} is not a Pressroom checkout")
 
     workdir = Path(tempfile.mkdtemp(prefix="pressroom-bench-notify-"))
     children = Children(workdir)
@@ -288,14 +331,22 @@ def main() -> int:
         warm = event(["Warm-up"])  # nobody follows it: the workers start and load their code
         celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
         wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, "workers to start")
+        compared = None
+        if args.compare:
+            compared = start_compared(args.compare.resolve(), env, redis_port, workdir, children, hooks, n,
+                                      processes_option)
         time.sleep(2)
 
         roles = ("workers", "receiver", "redis", "scheduler")  # not this process: it only polls the receiver
         rounds: list[dict] = []
         floor = floor_client(args.hosts)
-        for _ in range(args.rounds):
+        for number in range(args.rounds):
             cpu0 = children.cpu_by_process()
             same_s = client_loop(floor, hooks, keys)
+            cpu_same = children.cpu_by_process()
+            compared_s = None
+            if compared and number % 2:  # the compared checkout first in every other round
+                compared_s = compared.deliver(base, n)
             cpu1 = children.cpu_by_process()
             count = received(base)
             ev_round = event(["defence", "News"])
@@ -305,17 +356,28 @@ def main() -> int:
             wait_until(lambda count=count: received(base) - count >= n, 600, "every delivery", interval=0.05)
             pressroom_s = time.perf_counter() - started
             cpu2 = children.cpu_by_process()
+            if compared and compared_s is None:
+                compared_s = compared.deliver(base, n)
             rounds.append({
                 "event": ev_round["id"], "sent_at": sent_at, "same_client_s": same_s, "pressroom_s": pressroom_s,
                 "ratio": same_s / pressroom_s,
-                "same_client_cpu_s": {"client": cpu1["benchmark client"] - cpu0["benchmark client"],
-                                      "receiver": cpu1["receiver"] - cpu0["receiver"]},
+                "same_client_cpu_s": {"client": cpu_same["benchmark client"] - cpu0["benchmark client"],
+                                      "receiver": cpu_same["receiver"] - cpu0["receiver"]},
                 "pressroom_cpu_s": {role: cpu2[role] - cpu1[role] for role in roles},
+                **({"compared_s": compared_s, "compared_ratio": same_s / compared_s} if compared_s else {}),
             })
             print(f"  round {len(rounds)}: same client {n / same_s:7.1f} /s, Pressroom {n / pressroom_s:7.1f} /s, "
-                  f"ratio {same_s / pressroom_s:.3f}", flush=True)
+                  f"ratio {same_s / pressroom_s:.3f}" + (
+                      f"; compared {n / compared_s:7.1f} /s, this / compared {compared_s / pressroom_s:.3f}"
+                      if compared_s else ""), flush=True)
         time.sleep(3)
-        extra = received(base) - before - 2 * n * args.rounds
+        extra = received(base) - before - (3 if compared else 2) * n * args.rounds
+        if compared:
+            children.stop("compared-workers", "compared-scheduler")
+            mine = sorted(r["compared_s"] / r["pressroom_s"] for r in rounds)
+            print(f"compared ({args.compare}) / same-client loop: median "
+                  f"{statistics.median(r['compared_ratio'] for r in rounds):.3f}; this checkout / compared: median "
+                  f"{statistics.median(mine):.3f} (rounds {', '.join(f'{x:.3f}' for x in mine)})", flush=True)
         states, timings, recorded = _states(rt)
         middle = sorted(rounds, key=lambda r: r["ratio"])[(len(rounds) - 1) // 2]  # the median round
         pressroom, same = middle["pressroom_s"], n / middle["same_client_s"]
