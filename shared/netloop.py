@@ -33,7 +33,6 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import re
 import selectors
 import socket
 import ssl
@@ -47,6 +46,7 @@ from functools import lru_cache, partial
 import httptools
 
 from shared import netguard
+from shared.http1 import Answer, request_bytes
 from shared.netguard import DeadlineExceeded, FetchError, IPAddress, IPNetwork, Response, ResponseTooLarge
 
 log = logging.getLogger("pressroom.http")
@@ -56,14 +56,10 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _FOREVER = float("inf")
 
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BREAKS = re.compile(r"[\r\n\x00]")
-
-
 class _Job:
     """One request from its hand-in to its callback."""
 
-    __slots__ = ("url", "host", "port", "origin", "context", "allow_networks", "out", "done",
+    __slots__ = ("url", "host", "port", "origin", "context", "allow_networks", "out", "head", "done",
                  "connect_timeout", "total_timeout", "max_bytes", "truncate", "started", "deadline", "retried",
                  "finished", "resolving")
 
@@ -81,7 +77,8 @@ class _Job:
         self.context = (tls_context or netguard.default_tls_context()) if scheme == "https" else None
         self.origin = (scheme, self.host, self.port, _networks_key(self.allow_networks),
                        id(self.context) if self.context else 0)
-        self.out = _request_bytes(method, target, host_header, body, headers)
+        self.out = request_bytes(method, target, host_header, body, headers)
+        self.head = method == "HEAD"
 
 
 _last_networks: tuple[tuple, str] = ((), "")
@@ -112,47 +109,12 @@ def _destination(url: str) -> tuple[str, str, int, str, str]:
     return scheme, host, port, target, named
 
 
-def _request_bytes(method: str, target: str, host_header: str, body: bytes | None, headers: dict[str, str]) -> bytes:
-    """The request as it goes on the wire; ValueError for a header that would break its framing."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    encoding = "Accept-Encoding: identity"  # unless the caller asks otherwise: answers are read as they come
-    if _BREAKS.search("".join(headers.values())):  # one search, not one a header: most requests pass
-        bad = next(name for name, value in headers.items() if _BREAKS.search(value))
-        raise ValueError(f"invalid request header {bad!r}")
-    for name, value in headers.items():
-        kind = _header_kind(name)
-        if kind is None:
-            raise ValueError(f"invalid request header {name!r}")
-        if kind == "accept-encoding":
-            encoding = f"{name}: {value}"
-        elif kind:
-            lines.append(f"{name}: {value}")
-    lines.append(encoding)
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1") + (body or b"")
-
-
-@lru_cache(maxsize=256)
-def _header_kind(name: str) -> str | None:
-    """None for a name that is not an HTTP token; '' for one the client sets itself (Host,
-    Content-Length); 'accept-encoding'; otherwise 'other'. Cached: a process sends few names."""
-    if not _TOKEN.fullmatch(name):
-        return None
-    lowered = name.lower()
-    if lowered in ("host", "content-length"):
-        return ""
-    return "accept-encoding" if lowered == "accept-encoding" else "other"
-
-
-class _Conn:
+class _Conn(Answer):
     """One socket: connecting, in its TLS handshake, carrying a request, or idle. It is also
-    the parser's receiver of the answer (the on_* callbacks)."""
+    the parser's receiver of the answer (http1.Answer)."""
 
-    __slots__ = ("sock", "origin", "host", "parser", "job", "state", "events", "out", "addresses", "opened_at",
-                 "connect_deadline", "idle_since", "reused", "answered", "complete", "keep", "headers", "chunks",
-                 "size")
+    __slots__ = ("sock", "origin", "host", "job", "state", "events", "out", "addresses", "opened_at",
+                 "connect_deadline", "idle_since", "reused")
 
     def __init__(self, sock: socket.socket, job: _Job, addresses: list[IPAddress], connect_deadline: float) -> None:
         self.sock: socket.socket = sock
@@ -161,44 +123,7 @@ class _Conn:
         self.state, self.events, self.out = "connecting", _WRITE, memoryview(b"")
         self.opened_at = self.idle_since = time.monotonic()
         self.reused = False
-        self.expect()
-
-    def expect(self) -> None:
-        """Ready for the answer to a new request."""
-        self.parser = httptools.HttpResponseParser(self)
-        self.answered = self.complete = self.keep = False
-        self.headers: dict[str, str] = {}
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def on_message_begin(self) -> None:
-        if self.complete:  # more after the answer: it must not be merged into it, nor read as the next one
-            raise ValueError("bytes after the answer")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
-
-    def on_headers_complete(self) -> None:
-        if self.parser.get_status_code() >= 200:
-            self.answered = True
-            if self.job.out.startswith(b"HEAD "):  # no body follows, whatever Content-Length says
-                self.complete, self.keep = True, self.parser.should_keep_alive()
-
-    def on_body(self, data: bytes) -> None:
-        if self.size <= self.job.max_bytes:
-            self.chunks.append(data)
-        self.size += len(data)
-
-    def on_message_complete(self) -> None:
-        if self.answered:
-            self.complete, self.keep = True, self.parser.should_keep_alive()  # llhttp forgets it right after
-        else:  # 1xx: the answer is still to come
-            self.headers = {}
-
-    def until_close(self) -> bool:
-        """Whether the answer's body ends only when the server closes the connection."""
-        return "content-length" not in self.headers and "chunked" not in self.headers.get("transfer-encoding", "")
+        self.expect(job.max_bytes, job.head)
 
 
 class Client:
@@ -441,7 +366,7 @@ class Client:
 
     def _send(self, conn: _Conn, job: _Job) -> None:
         conn.job, conn.state = job, "sending"
-        conn.expect()
+        conn.expect(job.max_bytes, job.head)
         conn.out = memoryview(job.out)
         self._next_check = min(self._next_check, job.deadline)
         self._write(conn)
@@ -503,8 +428,7 @@ class Client:
 
     def _answered(self, conn: _Conn, keep: bool) -> None:
         job = conn.job
-        body = b"".join(conn.chunks)[: job.max_bytes]
-        response = Response(conn.parser.get_status_code(), conn.headers, body, time.monotonic() - job.started, job.url)
+        response = Response(conn.status, conn.headers, conn.body, time.monotonic() - job.started, job.url)
         conn.job, conn.chunks = None, []
         if keep:
             self._keep(conn)

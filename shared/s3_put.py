@@ -6,12 +6,13 @@ Through a boto3 client a 3.4 kB PUT costs its thread ~1.6 ms of CPU, mostly in t
 pipeline around the request (event hooks, serialisation, urllib3 and botocore's response
 wrapping); signed with botocore's S3SigV4Auth and sent on `http.client`, ~0.65 ms; signed
 here, ~0.5 (botocore's signer parses the URL and filters the headers again on every
-call); framed here and its answer parsed by llhttp (httptools) rather than `http.client`
-and the email package's header parser, ~0.33. `tests/shared/test_s3_put.py` checks the
-signature against botocore's for the same request, and a signature-checking server takes
-it. Only the plain case takes this path: a throttle, a server error, a transient S3
-refusal, no answer in time or a connection that cannot be made goes back to boto3
-(`SignedPut.put`), whose retries and error handling are the reference (`S3Storage.put`).
+call); framed, and its answer parsed, as `netloop`'s requests are (`shared/http1.py`,
+llhttp through httptools) rather than by `http.client` and the email package's header
+parser, ~0.33. `tests/shared/test_s3_put.py` checks the signature against botocore's for
+the same request, and a signature-checking server takes it. Only the plain case takes
+this path: a throttle, a server error, a transient S3 refusal, no answer in time or a
+connection that cannot be made goes back to boto3 (`SignedPut.put`), whose retries and
+error handling are the reference (`S3Storage.put`).
 A thread's connection closes with its thread.
 """
 
@@ -31,6 +32,8 @@ from urllib.parse import quote, urlsplit
 import botocore.session
 import httptools
 from botocore.httpsession import get_cert_path
+
+from shared.http1 import Answer, request_bytes
 
 RETRY_WITH_BOTO = frozenset({408, 429})  # and every 5xx: boto3's standard retry mode handles them
 # S3's 400 and 403 answers that are not the request's fault: an idle socket, a clock or a
@@ -93,7 +96,7 @@ class SignedPut:
         path = f"{self._base_path}/{bucket}/{quote(key, safe='/~')}"
         try:
             status, answer = self._send(path, self.signed_headers(path, headers, body), body)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a header that cannot be framed, boto3's to refuse
             return False
         if 200 <= status < 300:
             return True
@@ -141,21 +144,16 @@ class SignedPut:
         kept = sock is not None
         if sock is None:
             sock = self._local.sock = self._connect()
-        lines = [f"PUT {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers.items()),
-                 f"content-length: {len(body)}", "", ""]
-        head = "\r\n".join(lines).encode("latin-1")
-        answer = _Answer()
+        request = request_bytes("PUT", path, self._host_header, body, headers)  # Host as signed
+        answer = Answer()
+        answer.expect(_MAX_ANSWER)
         try:
-            if len(body) <= 65536:
-                sock.sendall(head + body)
-            else:
-                sock.sendall(head)
-                sock.sendall(body)
-            answer.read(sock)
+            sock.sendall(request)
+            _read(sock, answer)
         except OSError as exc:
             sock.close()
             self._local.sock = None
-            if kept and not answer.started and not isinstance(exc, TimeoutError):
+            if kept and not isinstance(exc, (TimeoutError, _BrokenAnswer)):
                 # the server closed a kept connection while it was idle: once more on a new one
                 # (a server that took the PUT and is slow to answer gets no second copy from here)
                 return self._send(path, headers, body)
@@ -163,7 +161,7 @@ class SignedPut:
         if not answer.keep:
             sock.close()
             self._local.sock = None
-        return answer.status, b"".join(answer.chunks)
+        return answer.status, answer.body
 
     def _connect(self) -> socket.socket:
         connect, read = self._timeouts
@@ -179,52 +177,35 @@ class SignedPut:
         return sock
 
 
-class _Answer:
-    """One HTTP/1.1 answer read from a blocking socket; httptools' (llhttp's) receiver."""
+class _BrokenAnswer(ConnectionError):
+    """The server began to answer and the answer broke off: it saw the PUT."""
 
-    __slots__ = ("parser", "started", "status", "framed", "complete", "keep", "chunks", "size")
 
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.started = self.framed = self.complete = self.keep = False
-        self.status = 0
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-    def read(self, sock: socket.socket) -> None:
-        while not self.complete:
+def _read(sock: socket.socket, answer: Answer) -> None:
+    """Read the answer whole, or raise OSError (_BrokenAnswer once any byte of it has come)."""
+    heard = False
+    while not answer.complete:
+        try:
             data = sock.recv(65536)
-            if not data:
-                if self.status and not self.framed:  # a body that ends with the connection
-                    self.complete = True
-                    return
-                raise ConnectionError("the S3 server closed the connection " +
-                                      ("mid-answer" if self.started else "before answering"))
-            self.started = True
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                raise ConnectionError(f"not an HTTP answer from the S3 server: {exc}") from exc
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
-            self.framed = True
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status >= 200:
-            self.status = status
-        else:  # 100 Continue and the like: the answer is still to come
-            self.framed = False
-
-    def on_body(self, data: bytes) -> None:
-        if self.size < _MAX_ANSWER:
-            self.chunks.append(data)
-        self.size += len(data)
-
-    def on_message_complete(self) -> None:
-        if self.status:
-            self.complete, self.keep = True, self.parser.should_keep_alive()
+        except OSError as exc:
+            if heard:
+                raise _BrokenAnswer(f"the S3 server's answer broke off: {exc}") from exc
+            raise
+        if not data:
+            if answer.answered and answer.until_close():  # a body that ends with the connection
+                answer.keep = False
+                return
+            if heard:
+                raise _BrokenAnswer("the S3 server closed the connection mid-answer")
+            raise ConnectionError("the S3 server closed the connection before answering")
+        heard = True
+        try:
+            answer.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if answer.complete:  # bytes after a whole answer: it stands, the connection goes
+                answer.keep = False
+                return
+            raise _BrokenAnswer(f"not an HTTP answer from the S3 server: {exc}") from exc
 
 
 def _proxied(url: str) -> bool:

@@ -956,12 +956,3 @@ def test_a_server_that_does_not_speak_http_is_a_fetch_error(client, raw):
         _fetch(client, srv.url + "/")
     assert not isinstance(info.value, DeadlineExceeded)
     assert client.idle_count() == 0 and _eventually(lambda: srv.connections == 2)
-
-
-def test_the_client_frames_host_and_length_itself_and_keeps_a_callers_accept_encoding():
-    wire = netloop._request_bytes("POST", "/hook", "example.test", b"{}", {
-        "Host": "evil.test", "content-length": "999", "Accept-Encoding": "gzip", "X-Kept": "1"})
-    head, _, body = wire.partition(b"\r\n\r\n")
-    assert head.split(b"\r\n") == [b"POST /hook HTTP/1.1", b"Host: example.test", b"Content-Length: 2",
-                                   b"X-Kept: 1", b"Accept-Encoding: gzip"]
-    assert body == b"{}"
