@@ -159,6 +159,13 @@ def test_an_answer_that_is_not_http_goes_to_boto3_and_is_not_sent_again_here(scr
     assert server.requests == [(1, "PUT /bucket/a HTTP/1.1")]
 
 
+def test_a_header_that_cannot_be_framed_goes_to_boto3_unsent(scripted_http) -> None:
+    server = scripted_http([200])
+    put = SignedPut(server.url, "us-east-1", Credentials("testing", "testing"))
+    assert not put.put("bucket", "a", BODY, {"Content-Type": "text/html", "x-amz-meta-a b": "1"})
+    assert server.requests == []
+
+
 @pytest.mark.parametrize("status", [500, 503, 429, 408, (400, _s3_error("RequestTimeout")),
                                     (403, _s3_error("RequestTimeTooSkewed")), (400, _s3_error("ExpiredToken"))])
 def test_a_throttle_or_server_error_goes_to_boto3_and_its_retries(redis_server, scripted_http, status) -> None:
