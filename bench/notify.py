@@ -230,23 +230,22 @@ def n_rate(n: int, seconds: float) -> str:
     return f"{n / seconds:.1f}"
 
 
-class Compared:
-    """The notify workers and scheduler of another checkout, on Redis database 1."""
-
-    def __init__(self, celery, rt: Runtime) -> None:
-        self.celery, self.rt = celery, rt
-
-    def deliver(self, base: str, n: int) -> float:
-        """One event to its n subscribers; seconds until the receiver has answered them all."""
-        count = received(base)
-        started = time.perf_counter()
-        self.celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": event(["defence", "News"])})
-        wait_until(lambda: received(base) - count >= n, 600, "every compared delivery", interval=0.05)
-        return time.perf_counter() - started
+def deliver_event(celery, base: str, n: int) -> tuple[dict, float, float]:
+    """One event to the n subscribers of the workers behind `celery`: (the event, when it was
+    sent, seconds until the receiver had answered all n)."""
+    count = received(base)
+    ev = event(["defence", "News"])
+    sent_at = time.time()
+    started = time.perf_counter()
+    celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": ev})
+    wait_until(lambda: received(base) - count >= n, 600, "every delivery", interval=0.05)
+    return ev, sent_at, time.perf_counter() - started
 
 
 def start_compared(checkout: Path, env: dict[str, str], redis_port: int, workdir: Path, children: Children,
-                   hooks: list[str], n: int, processes_option: list[str]) -> Compared:
+                   hooks: list[str], n: int, processes_option: list[str]):
+    """The notify workers and scheduler of another checkout on Redis database 1, with n
+    subscriptions of their own; returns the Celery app that sends them events."""
     compared_env = {**env, "PRESSROOM_REDIS_URL": f"redis://127.0.0.1:{redis_port}/1",
                     "PRESSROOM_STATE_DIR": str(workdir / "state-compared"), "PYTHONPATH": str(checkout)}
     settings = Settings.from_env(compared_env)
@@ -261,7 +260,7 @@ def start_compared(checkout: Path, env: dict[str, str], redis_port: int, workdir
     celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
     wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, "compared workers")
     print(f"compared: {checkout}'s notify workers and scheduler, {n} subscriptions on Redis database 1", flush=True)
-    return Compared(celery, rt)
+    return celery
 
 
 def main() -> int:
@@ -338,33 +337,36 @@ def main() -> int:
         time.sleep(2)
 
         roles = ("workers", "receiver", "redis", "scheduler")  # not this process: it only polls the receiver
+        compared_roles = ("compared-workers", "receiver", "redis", "compared-scheduler")
+
+        def run_compared() -> tuple[float, dict[str, float]]:
+            before = children.cpu_by_process()
+            seconds = deliver_event(compared, base, n)[2]
+            after = children.cpu_by_process()
+            return seconds, {role: after[role] - before[role] for role in compared_roles}
+
         rounds: list[dict] = []
         floor = floor_client(args.hosts)
         for number in range(args.rounds):
             cpu0 = children.cpu_by_process()
             same_s = client_loop(floor, hooks, keys)
             cpu_same = children.cpu_by_process()
-            compared_s = None
+            compared_s, compared_cpu = None, {}
             if compared and number % 2:  # the compared checkout first in every other round
-                compared_s = compared.deliver(base, n)
+                compared_s, compared_cpu = run_compared()
             cpu1 = children.cpu_by_process()
-            count = received(base)
-            ev_round = event(["defence", "News"])
-            sent_at = time.time()
-            started = time.perf_counter()
-            celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": ev_round})
-            wait_until(lambda count=count: received(base) - count >= n, 600, "every delivery", interval=0.05)
-            pressroom_s = time.perf_counter() - started
+            ev_round, sent_at, pressroom_s = deliver_event(celery, base, n)
             cpu2 = children.cpu_by_process()
             if compared and compared_s is None:
-                compared_s = compared.deliver(base, n)
+                compared_s, compared_cpu = run_compared()
             rounds.append({
                 "event": ev_round["id"], "sent_at": sent_at, "same_client_s": same_s, "pressroom_s": pressroom_s,
                 "ratio": same_s / pressroom_s,
                 "same_client_cpu_s": {"client": cpu_same["benchmark client"] - cpu0["benchmark client"],
                                       "receiver": cpu_same["receiver"] - cpu0["receiver"]},
                 "pressroom_cpu_s": {role: cpu2[role] - cpu1[role] for role in roles},
-                **({"compared_s": compared_s, "compared_ratio": same_s / compared_s} if compared_s else {}),
+                **({"compared_s": compared_s, "compared_ratio": same_s / compared_s, "compared_cpu_s": compared_cpu}
+                   if compared_s else {}),
             })
             print(f"  round {len(rounds)}: same client {n / same_s:7.1f} /s, Pressroom {n / pressroom_s:7.1f} /s, "
                   f"ratio {same_s / pressroom_s:.3f}" + (
@@ -378,6 +380,9 @@ def main() -> int:
             print(f"compared ({args.compare}) / same-client loop: median "
                   f"{statistics.median(r['compared_ratio'] for r in rounds):.3f}; this checkout / compared: median "
                   f"{statistics.median(mine):.3f} (rounds {', '.join(f'{x:.3f}' for x in mine)})", flush=True)
+            for label, key in (("this checkout", "pressroom_cpu_s"), ("compared", "compared_cpu_s")):
+                total = {role: sum(r[key][role] for r in rounds) for role in rounds[0][key]}
+                print(f"  CPU ms per delivery over all rounds, {label}: {cpu_line(total, n * len(rounds))}", flush=True)
         states, timings, recorded = _states(rt)
         middle = sorted(rounds, key=lambda r: r["ratio"])[(len(rounds) - 1) // 2]  # the median round
         pressroom, same = middle["pressroom_s"], n / middle["same_client_s"]
