@@ -29,7 +29,6 @@ import redis
 from shared import keys
 from shared.keys import NOTIFY_DUE
 from shared.redis_text import text, texts
-from shared.subscriptions import sub_key as subscription_key
 
 RECORD_TTL = 8 * 24 * 3600  # longer than the retry schedule; duplicates are absorbed this long
 LOG_LENGTH = 1000
@@ -94,6 +93,7 @@ RECORD_FIELDS = ("state", "sub", "event_key", "type", "article", "version")
 SUB_FIELDS = ("id", "channel", "target", "status", "failing_since", "secrets")
 EMAIL_FIELDS = ("topics", "unsubscribe_token")
 _SUB_AND_EMAIL_FIELDS = SUB_FIELDS + EMAIL_FIELDS
+_ENTRY_FIELDS = ("type", "article", "version")  # of the record, what a claimed attempt's log line says
 
 # KEYS: records   ARGV: fields.  Reply: per record its fields' values (all nil for a missing record)
 _READ = """
@@ -102,50 +102,59 @@ for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) en
 return out
 """
 
+# The claim and finish scripts name the keys of a delivery's record and subscriber themselves,
+# from key prefixes and the ids (the subscriber's read from the record): reading every record
+# first and passing five keys a delivery cost the worker more than the rest of the claim. Keys
+# not passed as KEYS are fine on a single Redis (the broker's), not in Redis Cluster.
+_PREFIXES = {"record": keys.delivery(""), "busy": keys.delivery_busy(""), "sub": keys.subscription(""),
+             "waiting": keys.delivery_waiting(""), "log": keys.delivery_log("")}
+
 # One call claims a chunk of deliveries in the given order (of two to one subscriber, the second
 # is deferred behind the first) and returns each event body once, however many deliveries share it.
-# KEYS: due, then per delivery: record, busy, subscription, event, waiting
-# ARGV: now, lease_until, busy_ms, rescue_at, then per delivery: id, token
-# Reply: {per delivery {outcome, attempts[, subscription fields, event index (0: none)]}, event bodies}
+# KEYS: due   ARGV: now, lease_until, busy_ms, rescue_at, prefixes of record, busy, subscription and
+# waiting keys, then per delivery: id, token
+# Reply: {per delivery {outcome, attempts[, subscriber id[, subscription fields, event index (0: none),
+# type, article, version]]}, event bodies}
 _CLAIM = """
 local due, now = KEYS[1], tonumber(ARGV[1])
 local bodies, seen = {}, {}
-local function claim(record, busy, sub, event, waiting, id, token)
-  local held = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'attempts')
-  local state = held[1]
+local function claim(id, token)
+  local record = ARGV[5] .. id
+  local held = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'attempts', 'sub', 'event_key',
+    'type', 'article', 'version')
+  local state, sid = held[1], held[5]
   if not state then redis.call('ZREM', due, id) return {'missing', 0} end
   if state == 'delivered' or state == 'failed' or state == 'cancelled' then
     redis.call('ZREM', due, id)
-    return {state, 0}
+    return {state, 0, sid}
   end
   if state == 'delivering' then
-    if tonumber(held[2] or '0') > now then return {'busy', 0} end
+    if tonumber(held[2] or '0') > now then return {'busy', 0, sid} end
   else
     local at = tonumber(held[3] or '0')
-    if at > now then redis.call('ZADD', due, at, id) return {'early', 0} end
+    if at > now then redis.call('ZADD', due, at, id) return {'early', 0, sid} end
   end
-  if not redis.call('SET', busy, token, 'NX', 'PX', ARGV[3]) then
-    redis.call('ZADD', waiting, now, id)
+  if not redis.call('SET', ARGV[6] .. sid, token, 'NX', 'PX', ARGV[3]) then
+    redis.call('ZADD', ARGV[8] .. sid, now, id)
     redis.call('ZADD', due, ARGV[4], id)
-    return {'deferred', 0}
+    return {'deferred', 0, sid}
   end
   local attempts = tonumber(held[4] or '0') + 1
   redis.call('HSET', record, 'state', 'delivering', 'lease_until', ARGV[2], 'token', token, 'updated_at', ARGV[1],
     'attempts', attempts)
   redis.call('ZADD', due, ARGV[2], id)
+  local event = held[6]
   if seen[event] == nil then
     local body = redis.call('GET', event)
     if body then bodies[#bodies + 1] = body; seen[event] = #bodies else seen[event] = 0 end
   end
+  local sub = ARGV[7] .. sid
   local fields = redis.call('HMGET', sub, SUB_FIELDS)
   if fields[2] == 'email' then fields = redis.call('HMGET', sub, SUB_FIELDS, EMAIL_FIELDS) end
-  return {'claimed', attempts, fields, seen[event]}
+  return {'claimed', attempts, sid, fields, seen[event], held[7], held[8], held[9]}
 end
 local out = {}
-for i = 0, (#KEYS - 1) / 5 - 1 do
-  local k, a = 2 + 5 * i, 5 + 2 * i
-  out[i + 1] = claim(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a], ARGV[a + 1])
-end
+for i = 9, #ARGV, 2 do out[#out + 1] = claim(ARGV[i], ARGV[i + 1]) end
 return {out, bodies}
 """.replace("SUB_FIELDS", ", ".join(f"'{f}'" for f in SUB_FIELDS)).replace(
     "EMAIL_FIELDS", ", ".join(f"'{f}'" for f in EMAIL_FIELDS))
@@ -153,20 +162,22 @@ return {out, bodies}
 # One call records the ends of several attempts, in order. While the subscriber's busy lock still
 # holds an attempt's token no other claim can have taken its record (a claim needs the lock), so
 # the record's token is read only when the lock has lapsed.
-# KEYS: due, then per attempt: record, busy, log, waiting
-# ARGV: ttl, log_len, then per attempt: token, state, next_at, now, last_status, last_error, id, log entry
+# KEYS: due   ARGV: ttl, log_len, now, prefixes of record, busy, log and waiting keys,
+# then per attempt: id, subscriber id, token, state, next_at, last_status, last_error, log entry
 # Reply: per attempt 1, or 0 when its lease was lost (its state is left as it is)
 _FINISH = """
-local due = KEYS[1]
-local function finish(record, busy, log, waiting, token, state, next_at, now, status, err, id, entry)
+local due, now, log_len = KEYS[1], ARGV[3], tonumber(ARGV[2])
+local function finish(id, sid, token, state, next_at, status, err, entry)
+  local record, busy = ARGV[4] .. id, ARGV[5] .. sid
   local held = redis.call('GET', busy) == token
   if held then
     redis.call('DEL', busy)
-    local nxt = redis.call('ZPOPMIN', waiting)
+    local nxt = redis.call('ZPOPMIN', ARGV[7] .. sid)
     if nxt[1] then redis.call('ZADD', due, now, nxt[1]) end
   end
-  if entry ~= '' and redis.call('LPUSH', log, entry) > tonumber(ARGV[2]) then
-    redis.call('LTRIM', log, 0, tonumber(ARGV[2]) - 1)
+  if entry ~= '' then
+    local log = ARGV[6] .. sid
+    if redis.call('LPUSH', log, entry) > log_len then redis.call('LTRIM', log, 0, log_len - 1) end
   end
   if not held and redis.call('HGET', record, 'token') ~= token then return 0 end
   redis.call('HSET', record, 'state', state, 'token', '', 'lease_until', '0', 'updated_at', now,
@@ -181,10 +192,9 @@ local function finish(record, busy, log, waiting, token, state, next_at, now, st
   return 1
 end
 local out = {}
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local k, a = 2 + 4 * i, 3 + 8 * i
-  out[i + 1] = finish(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1], ARGV[a + 2],
-    ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+for i = 8, #ARGV, 8 do
+  out[#out + 1] = finish(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+    ARGV[i + 7])
 end
 return out
 """
@@ -223,6 +233,7 @@ class Claim:
     sid: str = ""
     subscription: dict | None = None  # its SUB_FIELDS (+ EMAIL_FIELDS for email), decoded ('' if absent; None: gone)
     event: dict | None = None  # the stored event (None if it expired)
+    record: dict | None = None  # when claimed, the record's type, article and version
 
 
 class DeliveryStore:
@@ -269,82 +280,80 @@ class DeliveryStore:
         return {text(k): text(v) for k, v in raw.items()} if raw else None
 
     def get_many(self, dids: list[str]) -> dict[str, dict | None]:
-        """What an attempt needs of each record of `dids` (RECORD_FIELDS), in one script call;
-        None for a missing record."""
+        """RECORD_FIELDS of each record of `dids`, in one script call; None for a missing record."""
         if not dids:
             return {}
         replies = self._read(keys=[delivery_key(did) for did in dids], args=RECORD_FIELDS)
         return {did: (dict(zip(RECORD_FIELDS, texts(values), strict=True)) if values[0] is not None else None)
                 for did, values in zip(dids, replies, strict=True)}
 
-    def claim(self, did: str, lease_seconds: float, record: dict | None = None, now: float | None = None) -> Claim:
+    def claim(self, did: str, lease_seconds: float, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no
         other delivery to the same subscriber is in flight. If one is, the delivery is
         'deferred': it waits in the subscriber's waiting set until that one finishes (which
         makes the oldest waiting delivery due), or, should that never happen, 2 leases.
 
-        One round trip (given the record): a claimed Claim carries the subscription and event.
+        One round trip: a claimed Claim carries the subscription, the event and what its
+        log line needs of the record; any other outcome says why (a done delivery's state,
+        'missing', 'busy', 'early', 'deferred').
         """
-        now = time.time() if now is None else now
-        record = record if record is not None else self.get(did)
-        if record is None:
-            return Claim("missing", 0, "")
-        return self.claim_many({did: record}, lease_seconds, now)[did]
+        return self.claim_many([did], lease_seconds, now)[did]
 
-    def claim_many(self, records: dict[str, dict], lease_seconds: float, now: float | None = None) -> dict[str, Claim]:
-        """claim() for several deliveries (id -> record) in one script call, in the given order:
+    def claim_many(self, dids: list[str], lease_seconds: float, now: float | None = None) -> dict[str, Claim]:
+        """claim() for several deliveries (distinct ids) in one script call, in the given order:
         of two deliveries to one subscriber, the second is deferred behind the first."""
-        if not records:
+        if not dids:
             return {}
         now = time.time() if now is None else now
         prefix = secrets.token_hex(8)  # 64 random bits a chunk, numbered within it: still a token of its own an attempt
-        tokens = {did: f"{prefix}{n:x}" for n, did in enumerate(records)}
-        keys, args = [DUE], [now, now + lease_seconds, int(lease_seconds * 1000), now + 2 * lease_seconds]
-        for did, record in records.items():
-            sid = record["sub"]
-            keys += [delivery_key(did), busy_key(sid), subscription_key(sid), record["event_key"], waiting_key(sid)]
-            args += [did, tokens[did]]
-        replies, bodies = self._claim(keys=keys, args=args)
+        args = [now, now + lease_seconds, int(lease_seconds * 1000), now + 2 * lease_seconds, _PREFIXES["record"],
+                _PREFIXES["busy"], _PREFIXES["sub"], _PREFIXES["waiting"]]
+        tokens = []
+        for n, did in enumerate(dids):
+            token = f"{prefix}{n:x}"
+            tokens.append(token)
+            args += (did, token)
+        replies, bodies = self._claim(keys=[DUE], args=args)
         events = [json.loads(body) for body in bodies]  # a chunk's deliveries mostly share one event
         claims = {}
-        for (did, record), reply in zip(records.items(), replies, strict=True):
-            outcome, attempt, sid = text(reply[0]), int(reply[1]), record["sub"]
+        for did, token, reply in zip(dids, tokens, replies, strict=True):
+            outcome, attempt = reply[0].decode(), int(reply[1])
+            sid = reply[2].decode() if len(reply) > 2 else ""
             if outcome != "claimed":
-                claims[did] = Claim(outcome, attempt, tokens[did], sid)
+                claims[did] = Claim(outcome, attempt, token, sid)
                 continue
-            values, event = reply[2], int(reply[3])
+            values, event = reply[3], int(reply[4])
             names = SUB_FIELDS if len(values) == len(SUB_FIELDS) else _SUB_AND_EMAIL_FIELDS
             sub = dict(zip(names, texts(values), strict=True)) if values and values[0] is not None else None
-            claims[did] = Claim(outcome, attempt, tokens[did], sid, sub, events[event - 1] if event else None)
+            record = dict(zip(_ENTRY_FIELDS, texts(reply[5:8]), strict=True))
+            claims[did] = Claim(outcome, attempt, token, sid, sub, events[event - 1] if event else None, record)
         return claims
 
     def finish(
         self, did: str, claim: Claim, state: str, *, next_at: float = 0.0, http_status: int | None = None,
-        error: str = "", log_entry: dict | None = None, now: float | None = None,
+        error: str = "", log_entry: dict | str | None = None, now: float | None = None,
     ) -> bool:
         """Record an attempt's end, `pending` (retry at next_at) or a terminal state, append
-        `log_entry` to the subscriber's log and free the subscriber: its oldest waiting
-        delivery becomes due.
+        `log_entry` (a dict, or one already encoded as JSON) to the subscriber's log and free
+        the subscriber: its oldest waiting delivery becomes due.
 
         Returns False when the lease was lost (another run took over): the state is not changed then.
         """
-        details = {"next_at": next_at, "http_status": http_status, "error": error, "log_entry": log_entry, "now": now}
-        return self.finish_many([(did, claim, state, details)])[0]
+        details = {"next_at": next_at, "http_status": http_status, "error": error, "log_entry": log_entry}
+        return self.finish_many([(did, claim, state, details)], now)[0]
 
-    def finish_many(self, calls: list[tuple[str, Claim, str, dict]]) -> list[bool]:
-        """finish() for several attempts, each (did, claim, state, finish keyword arguments), in one script call."""
+    def finish_many(self, calls: list[tuple[str, Claim, str, dict]], now: float | None = None) -> list[bool]:
+        """finish() for several attempts, each (did, claim, state, finish keyword arguments but
+        `now`), in one script call; `now` is when they all ended."""
         if not calls:
             return []
-        keys, args = [DUE], [RECORD_TTL, LOG_LENGTH]
+        args = [RECORD_TTL, LOG_LENGTH, time.time() if now is None else now, _PREFIXES["record"], _PREFIXES["busy"],
+                _PREFIXES["log"], _PREFIXES["waiting"]]
         for did, claim, state, details in calls:
-            now = details.get("now")
-            entry = details.get("log_entry")
-            sid = claim.sid
-            keys += [delivery_key(did), busy_key(sid), log_key(sid), waiting_key(sid)]
-            args += [claim.token, state, details.get("next_at", 0.0), time.time() if now is None else now,
-                     details.get("http_status") or "", details.get("error", "")[:300], did,
-                     _compact(entry) if entry else ""]
-        return [bool(done) for done in self._finish(keys=keys, args=args)]
+            entry = details.get("log_entry") or ""
+            args += (did, claim.sid, claim.token, state, details.get("next_at") or 0, details.get("http_status") or "",
+                     details.get("error", "")[:300], entry if type(entry) is str else _compact(entry))
+        return [bool(done) for done in self._finish(keys=[DUE], args=args)]
 
     def defer(self, did: str, at: float) -> None:
         """Look at the delivery again at `at` without counting an attempt."""

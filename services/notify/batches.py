@@ -1,9 +1,9 @@
 """Many deliveries per task: read and claim them in bulk, send them without a thread each.
 
 One Celery task per delivery capped throughput at the broker's task rate, whatever the
-network could do. A `notify.deliver_batch` task takes up to dispatch.BATCH delivery ids:
-one script call reads their records, then they are claimed (one script call per chunk)
-only as delivery slots become free (IN_FLIGHT per process). Each claimed webhook is handed
+network could do. A `notify.deliver_batch` task takes up to dispatch.BATCH delivery ids;
+they are claimed (one script call per chunk, which reads the records too) only as delivery
+slots become free (IN_FLIGHT per process). Each claimed webhook is handed
 to the process's non-blocking HTTP client (shared.netloop, through
 services.notify.transports.webhook), which sends every POST of the process from one thread
 over kept-alive connections: sixteen threads each blocked on a POST spent twice the CPU of
@@ -83,7 +83,7 @@ class Sender:
         for _ in range(count):
             self.slots.release()
 
-    def start(self, rt: Runtime, did: str, record: dict, claim: Claim, tally: Tally) -> None:
+    def start(self, rt: Runtime, did: str, claim: Claim, tally: Tally) -> None:
         """Send one claimed delivery in a reserved slot. The slot is freed, and the outcome
         counted in `tally` (which counted it as running), once the attempt's end is recorded."""
 
@@ -94,7 +94,7 @@ class Sender:
             self.finisher.put(_Conclude(rt, ready, result, tally))
 
         try:
-            ready = deliveries.begin(did, record, claim, finish)
+            ready = deliveries.begin(did, claim, finish)
             if isinstance(ready, deliveries.Attempt):
                 if ready.sub.channel == "webhook":
                     deliveries.start_webhook(rt.settings, ready, done)
@@ -248,15 +248,7 @@ def deliver_batch(
     store = rt.own(DeliveryStore)
     outcomes: Counter[str] = Counter()
     tally = Tally()
-    records = store.get_many(list(dict.fromkeys(dids)))
-    todo: deque[str] = deque()
-    for did, record in records.items():
-        if record is None:
-            outcomes["missing"] += 1
-        elif record["state"] in TERMINAL:
-            outcomes[f"already {record['state']}"] += 1
-        else:
-            todo.append(did)
+    todo: deque[str] = deque(dict.fromkeys(dids))
     while todo:
         free = pool.take(len(todo), HAND_BACK_AFTER)
         if not free:
@@ -264,7 +256,7 @@ def deliver_batch(
             outcomes["handed back"] += len(todo)
             log.warning("every delivery slot busy for %.0f s: %d deliveries handed back", HAND_BACK_AFTER, len(todo))
             break
-        chunk = {did: records[did] for did in (todo.popleft() for _ in range(free))}
+        chunk = [todo.popleft() for _ in range(free)]
         try:
             claims = store.claim_many(chunk, deliveries.LEASE_SECONDS)
         except BaseException:
@@ -273,7 +265,7 @@ def deliver_batch(
         tally.add(sum(claim.outcome == "claimed" for claim in claims.values()))
         for did, claim in claims.items():
             if claim.outcome == "claimed":
-                pool.start(rt, did, chunk[did], claim, tally)
+                pool.start(rt, did, claim, tally)
             else:
                 pool.give_back(1)
                 outcomes[f"already {claim.outcome}" if claim.outcome in TERMINAL else claim.outcome] += 1
