@@ -1,12 +1,27 @@
+import copy
 import json
 
 import pytest
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import INCLUDE, Schema, ValidationError, fields
 
 from services.render.pages import article_page
 from shared import keys
-from shared.ninjs import NinjsArticle, Qcode, Qcodes, article_from_json, article_to_json, error_list, load_article
-from tests.conftest import sample
+from shared.ninjs import (
+    _HOOKS,
+    NinjsArticle,
+    Picture,
+    Qcode,
+    Qcodes,
+    Rendition,
+    _NotPlain,
+    _plain_schema,
+    article_from_json,
+    article_to_json,
+    error_list,
+    load_article,
+    load_ninjs,
+)
+from tests.conftest import SAMPLES, sample
 from tests.render.test_pages import PHOTO, SITE
 
 
@@ -119,3 +134,71 @@ def test_qcode_lists_load_as_a_list_of_qcode_schemas_loads_them(value):
     assert fast == slow
     if slow[0] == "loaded":
         assert all(a is not b for a, b in zip(fast[1]["subject"], value, strict=True))  # a copy, as the schema makes
+
+
+def _documents() -> list:
+    """Real articles and, for every field the schemas know at each level, each kind of value a
+    client could send in it (or its absence): what the plain load must load as the schema does."""
+    samples = [sample(), sample("editors-choice-article")]
+    samples += [json.loads(p.read_text()) for p in sorted((SAMPLES / "superdesk").glob("*.ninjs.json"))]
+    values = [None, "", "x", "x" * 1001, "x" * 20001, 0, 1, 9, 10, -1, True, 1.5, [], {}, ["a"], {"a": 1}, "12",
+              "1" * 16, " 7 ", "2026-01-01T00:00:00", "2026-01-01T00:00:00+02:00", "2026-13-01", "en", "pt-BR",
+              "en_US", "usable", "canceled", "withheld", "composite", "picture", "video", "image/jpeg",
+              "https://x.example/a.jpg", "ftp://x.example/a", "data:image/png;base64,AAA", "data:text/plain,x",
+              [{"name": "a"}], [{"scheme": "x"}], {"featuremedia": None}, {"original": {"href": "https://x.example/"}}]
+    docs: list = [None, [], "doc", 5]
+    seed = sample()
+    media = seed["associations"]["featuremedia"]
+    rendition = media["renditions"]["original"]
+    for name in [*NinjsArticle().fields, "unknown"]:
+        docs.append({k: v for k, v in seed.items() if k != name})
+        docs += [{**seed, name: value} for value in values]
+    for name in [*Picture().fields, "unknown"]:
+        docs += [{**seed, "associations": {"featuremedia": {**media, name: value}}} for value in values]
+        docs.append({**seed, "associations": {"featuremedia": {k: v for k, v in media.items() if k != name}}})
+    for name in [*Rendition().fields, "unknown"]:
+        for value in [*values, 100_000, 100_001]:
+            renditions = {"original": {**rendition, name: value}, "thumb": {"href": "https://x.example/t.jpg"}}
+            docs.append({**seed, "associations": {"featuremedia": {**media, "renditions": renditions}}})
+    docs.append({**seed, "associations": {"featuremedia": {**media, "renditions": {5: rendition}}}})
+    docs.append({**seed, "associations": {"featuremedia": {**media, "type": "video"}, "other": [1]}})
+    return samples + docs
+
+
+def test_the_plain_load_loads_and_refuses_what_the_schema_does():
+    schema = NinjsArticle()
+
+    def outcome(load, doc):
+        try:
+            return "loaded", load(copy.deepcopy(doc))
+        except ValidationError as exc:
+            return "refused", exc.messages
+
+    documents = _documents()
+    outcomes = [(outcome(load_ninjs, doc), outcome(schema.load, doc)) for doc in documents]
+    for doc, (plain, slow) in zip(documents, outcomes, strict=True):
+        assert plain == slow, doc
+    loaded = sum(slow[0] == "loaded" for _, slow in outcomes)
+    assert 150 < loaded < len(documents) - 150  # both kinds are many
+
+
+def test_the_plain_load_takes_most_documents_itself_and_never_returns_the_callers_objects():
+    seed = sample()
+    loaded = _plain_schema(NinjsArticle(), seed)  # raises _NotPlain if the seed were left to the schema
+    assert loaded == NinjsArticle().load(sample())
+    media = loaded["associations"]["featuremedia"]
+    assert media is not seed["associations"]["featuremedia"]
+    assert media["renditions"]["original"] is not seed["associations"]["featuremedia"]["renditions"]["original"]
+    with pytest.raises(_NotPlain):
+        _plain_schema(NinjsArticle(), {**seed, "version": "three"})
+
+
+def test_the_plain_load_runs_every_hook_the_schemas_declare():
+    for schema, (before, after) in _HOOKS.items():
+        declared = {kind: [name for name, *_ in hooks] for kind, hooks in schema._hooks.items() if hooks}
+        assert declared == {k: [v] for k, v in (("pre_load", before), ("validates_schema", after)) if v}, schema
+        assert schema.Meta.unknown == INCLUDE
+    nested = {type(f.schema) for f in NinjsArticle().fields.values() if isinstance(f, fields.Nested)}
+    nested |= {type(f.schema) for f in Picture().fields.values() if isinstance(f, fields.Nested)}
+    nested |= {type(f.value_field.schema) for f in Picture().fields.values() if isinstance(f, fields.Dict)}
+    assert nested <= set(_HOOKS)

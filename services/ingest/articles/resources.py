@@ -15,7 +15,7 @@ from services.ingest.articles import intake, superdesk
 from services.ingest.articles.schemas import AcceptedSchema, ArticleStatusSchema
 from services.ingest.idempotency import Claim, Idempotency, Replay
 from shared import keys
-from shared.ninjs import Article, NinjsArticle, article_from_loaded, error_list
+from shared.ninjs import Article, article_from_loaded, error_list, load_ninjs
 from shared.runtime import runtime_for
 from shared.storage import StorageUnavailable
 
@@ -24,7 +24,6 @@ log = logging.getLogger("pressroom.ingest")
 blp = Blueprint("articles", __name__, description="Articles: the NINJS webhook, status and withdrawal")
 
 UNAVAILABLE = {"Retry-After": "5"}
-_schema = NinjsArticle()
 
 
 def _ctx():
@@ -116,7 +115,7 @@ def _validate(body: bytes) -> tuple[Article | None, tuple[int, dict] | None]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, (400, _error(400, "Bad Request", f"Body is not valid JSON: {exc}"))
     try:
-        loaded = _schema.load(doc)
+        loaded = load_ninjs(doc)
     except ValidationError as exc:
         errors = error_list(exc.messages)
         return None, (422, _error(422, "Unprocessable Entity", "The NINJS document is invalid.", errors))
