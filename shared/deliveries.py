@@ -123,7 +123,7 @@ local function claim(id, token)
   local held = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'attempts', 'sub', 'event_key',
     'type', 'article', 'version')
   local state, sid = held[1], held[5]
-  if not state then redis.call('ZREM', due, id) return {'missing', 0} end
+  if not state or not sid then redis.call('ZREM', due, id) return {'missing', 0} end  -- no sid: a husk
   if state == 'delivered' or state == 'failed' or state == 'cancelled' then
     redis.call('ZREM', due, id)
     return {state, 0, sid}

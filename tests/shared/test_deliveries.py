@@ -157,3 +157,19 @@ def test_each_claim_of_a_chunk_gets_its_own_token(rt):
         assert all(store.finish_many([(did, c, "delivered", {}) for did, c in claims.items()]))
         tokens += [c.token for c in claims.values()]
     assert len(set(tokens)) == 40
+
+
+def test_a_record_without_its_subscriber_is_missing_and_spoils_no_chunk(rt):
+    """A record the finish re-made after it expired mid-attempt holds no subscriber id: it is
+    dropped from the due set, and the chunk's other deliveries are claimed as usual."""
+    store = DeliveryStore(rt.redis)
+    topic = _topic()
+    for n in range(2):
+        subscribe(rt, f"https://h{n}.example.test/hook", topics=[topic])
+    husk, whole = queue(rt, article_event(topics=[topic]))
+    rt.redis.hdel(delivery_key(husk), "sub")
+
+    claims = store.claim_many([husk, whole], 60)
+
+    assert claims[husk].outcome == "missing" and rt.redis.zscore(DUE, husk) is None
+    assert claims[whole].outcome == "claimed"
