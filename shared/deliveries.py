@@ -85,22 +85,14 @@ zadd_pairs(due, scored)
 return out
 """
 
-# What an attempt reads: of the record (RECORD_FIELDS) and, returned by the claim, of the
-# subscription: what every delivery uses (SUB_FIELDS) and, for an email, what its message says
-# (EMAIL_FIELDS). Reading and returning all of a subscription for each webhook cost Redis a sixth
-# of the claim script's time.
-RECORD_FIELDS = ("state", "sub", "event_key", "type", "article", "version")
+# What a claim returns of the subscription: what every delivery uses (SUB_FIELDS) and, for an
+# email, what its message says (EMAIL_FIELDS). Reading and returning all of a subscription for
+# each webhook cost Redis a sixth of the claim script's time. Of the record, what an attempt's
+# log line says (_ENTRY_FIELDS).
 SUB_FIELDS = ("id", "channel", "target", "status", "failing_since", "secrets")
 EMAIL_FIELDS = ("topics", "unsubscribe_token")
 _SUB_AND_EMAIL_FIELDS = SUB_FIELDS + EMAIL_FIELDS
-_ENTRY_FIELDS = ("type", "article", "version")  # of the record, what a claimed attempt's log line says
-
-# KEYS: records   ARGV: fields.  Reply: per record its fields' values (all nil for a missing record)
-_READ = """
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, unpack(ARGV)) end
-return out
-"""
+_ENTRY_FIELDS = ("type", "article", "version")
 
 # The claim and finish scripts name the keys of a delivery's record and subscriber themselves,
 # from key prefixes and the ids (the subscriber's read from the record): reading every record
@@ -240,7 +232,6 @@ class DeliveryStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._create = client.register_script(_CREATE)
-        self._read = client.register_script(_READ)
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._reset = client.register_script(_RESET)
@@ -278,14 +269,6 @@ class DeliveryStore:
     def get(self, did: str) -> dict | None:
         raw = self.redis.hgetall(delivery_key(did))
         return {text(k): text(v) for k, v in raw.items()} if raw else None
-
-    def get_many(self, dids: list[str]) -> dict[str, dict | None]:
-        """RECORD_FIELDS of each record of `dids`, in one script call; None for a missing record."""
-        if not dids:
-            return {}
-        replies = self._read(keys=[delivery_key(did) for did in dids], args=RECORD_FIELDS)
-        return {did: (dict(zip(RECORD_FIELDS, texts(values), strict=True)) if values[0] is not None else None)
-                for did, values in zip(dids, replies, strict=True)}
 
     def claim(self, did: str, lease_seconds: float, now: float | None = None) -> Claim:
         """Take the delivery for one attempt if it is due, nobody holds a live lease on it and no

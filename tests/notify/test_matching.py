@@ -117,7 +117,7 @@ def test_the_event_task_creates_and_dispatches_the_first_batch_itself_before_que
     assert [name for name, _ in sent] == [tasknames.NOTIFY_DELIVER_BATCH, *[tasknames.NOTIFY_QUEUE_BATCH] * 2]
     (first_ids,), later = sent[0][1], [sids for _, (_, sids) in sent[1:]]
     store = DeliveryStore(notify_rt.redis)
-    assert len(first_ids) == 5 and all(r["state"] == "pending" for r in store.get_many(first_ids).values())
+    assert len(first_ids) == 5 and all(store.get(did)["state"] == "pending" for did in first_ids)
     assert [len(sids) for sids in later] == [5, 2]
     later_ids = [delivery_id(event["id"], 1, event["type"], sid) for sids in later for sid in sids]
-    assert all(r is None for r in store.get_many(later_ids).values())  # left to the queue_batch tasks
+    assert all(store.get(did) is None for did in later_ids)  # left to the queue_batch tasks

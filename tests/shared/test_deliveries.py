@@ -72,7 +72,7 @@ def test_a_claim_without_its_event_or_subscription_says_so(rt):
     sub, _ = subscribe(rt, "https://gone.example.test/hook", topics=[topic])
     event = article_event(topics=[topic])
     (did,) = queue(rt, event)
-    record = store.get_many([did])[did]
+    record = store.get(did)
     rt.redis.delete(record["event_key"], sub_key(sub.id))
     claim = store.claim(did, 60)
     assert claim.outcome == "claimed" and claim.event is None and claim.subscription is None
