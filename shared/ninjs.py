@@ -317,8 +317,9 @@ def _plain_schema(schema: Schema, data: Any) -> dict:
             if name not in data:
                 if field.required:
                     raise _NotPlain
-                if field.load_default is not missing:
-                    out[name] = field.load_default
+                default = field.load_default
+                if default is not missing:
+                    out[name] = default() if callable(default) else default
                 continue
             value = data[name]
             if value is None:

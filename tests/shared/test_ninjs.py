@@ -197,6 +197,8 @@ def test_the_plain_load_runs_every_hook_the_schemas_declare():
     for schema, (before, after) in _HOOKS.items():
         declared = {kind: [name for name, *_ in hooks] for kind, hooks in schema._hooks.items() if hooks}
         assert declared == {k: [v] for k, v in (("pre_load", before), ("validates_schema", after)) if v}, schema
+        for _, many, options in (hook for hooks in schema._hooks.values() for hook in hooks):
+            assert not many and not options.get("pass_original"), schema  # called as the plain load calls it
         assert schema.Meta.unknown == INCLUDE
     nested = {type(f.schema) for f in NinjsArticle().fields.values() if isinstance(f, fields.Nested)}
     nested |= {type(f.schema) for f in Picture().fields.values() if isinstance(f, fields.Nested)}
