@@ -300,8 +300,8 @@ class DeliveryStore:
         events = [json.loads(body) for body in bodies]  # a chunk's deliveries mostly share one event
         claims = {}
         for did, token, reply in zip(dids, tokens, replies, strict=True):
-            outcome, attempt = reply[0].decode(), int(reply[1])
-            sid = reply[2].decode() if len(reply) > 2 else ""
+            outcome, attempt = text(reply[0]), int(reply[1])
+            sid = text(reply[2]) if len(reply) > 2 else ""
             if outcome != "claimed":
                 claims[did] = Claim(outcome, attempt, token, sid)
                 continue
