@@ -64,9 +64,13 @@ BARE_THREADS = (1, 16)
 
 def receiver_main(ports: list[int]) -> None:
     """The receiver process: answers 204 to every POST on any of its ports, counts them; GET
-    /count tells the count. Each port is a receiver host of its own to the sender (an origin)."""
+    /count tells the count, GET /wait?n=N answers it once it reaches N (so a round ends when
+    its last POST is answered, not at the next poll). Each port is a receiver host of its own
+    to the sender (an origin)."""
     count = 0
     lock = threading.Lock()
+    reached = threading.Condition(lock)
+    awaited = [math.inf]  # the count a /wait waits for
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as most webhook receivers
@@ -79,10 +83,18 @@ def receiver_main(ports: list[int]) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with lock:
                 count += 1
+                if count >= awaited[0]:
+                    reached.notify_all()
             self.send_response(204)
             self.end_headers()
 
         def do_GET(self):
+            if self.path.startswith("/wait?n="):
+                want = int(self.path.removeprefix("/wait?n="))
+                with reached:
+                    awaited[0] = want
+                    reached.wait_for(lambda: count >= want, timeout=600)
+                    awaited[0] = math.inf
             body = str(count).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -100,6 +112,19 @@ def receiver_main(ports: list[int]) -> None:
 
 def received(url: str) -> int:
     return int(netguard.fetch(url + "/count", allow_networks=(_loopback(),)).body)
+
+
+def wait_received(url: str, count: int, timeout: float = 600) -> None:
+    """Return once the receiver has answered `count` POSTs in all (it answers the wait then)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout + 10)
+    try:
+        conn.request("GET", f"/wait?n={count}")
+        got = int(conn.getresponse().read())
+    finally:
+        conn.close()
+    if got < count:
+        raise BenchFailure(f"timed out after {timeout:.0f}s waiting for every delivery ({got} of {count})")
 
 
 def _loopback():
@@ -238,7 +263,7 @@ def deliver_event(celery, base: str, n: int) -> tuple[dict, float, float]:
     sent_at = time.time()
     started = time.perf_counter()
     celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": ev})
-    wait_until(lambda: received(base) - count >= n, 600, "every delivery", interval=0.05)
+    wait_received(base, count + n)
     return ev, sent_at, time.perf_counter() - started
 
 
