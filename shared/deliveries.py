@@ -314,11 +314,11 @@ class DeliveryStore:
 
     def finish(
         self, did: str, claim: Claim, state: str, *, next_at: float = 0.0, http_status: int | None = None,
-        error: str = "", log_entry: dict | str | None = None, now: float | None = None,
+        error: str = "", log_entry: str = "", now: float | None = None,
     ) -> bool:
         """Record an attempt's end, `pending` (retry at next_at) or a terminal state, append
-        `log_entry` (a dict, or one already encoded as JSON) to the subscriber's log and free
-        the subscriber: its oldest waiting delivery becomes due.
+        `log_entry` (the line as JSON text; '' for none) to the subscriber's log and free the
+        subscriber: its oldest waiting delivery becomes due.
 
         Returns False when the lease was lost (another run took over): the state is not changed then.
         """
@@ -333,9 +333,8 @@ class DeliveryStore:
         args = [RECORD_TTL, LOG_LENGTH, time.time() if now is None else now, _PREFIXES["record"], _PREFIXES["busy"],
                 _PREFIXES["log"], _PREFIXES["waiting"]]
         for did, claim, state, details in calls:
-            entry = details.get("log_entry") or ""
             args += (did, claim.sid, claim.token, state, details.get("next_at") or 0, details.get("http_status") or "",
-                     details.get("error", "")[:300], entry if type(entry) is str else _compact(entry))
+                     details.get("error", "")[:300], details.get("log_entry") or "")
         return [bool(done) for done in self._finish(keys=[DUE], args=args)]
 
     def defer(self, did: str, at: float) -> None:

@@ -79,7 +79,7 @@ def begin(did: str, claim: Claim, finish: Finish) -> Attempt | str:
     sub = Subscription.from_fields(claim.subscription) if claim.subscription else None
     if sub is None or sub.status != "active":
         reason = f"subscription {sub.status}" if sub else "subscription deleted"
-        logged = _entry(entry, "cancelled", error=reason) if sub else None  # a deleted one has no log
+        logged = _entry(entry, "cancelled", error=reason) if sub else ""  # a deleted one has no log
         finish(did, claim, "cancelled", error=reason, log_entry=logged)
         return "cancelled"
     if claim.event is None:
