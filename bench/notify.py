@@ -267,6 +267,13 @@ def deliver_event(celery, base: str, n: int) -> tuple[dict, float, float]:
     return ev, sent_at, time.perf_counter() - started
 
 
+def warm_up(celery, rt: Runtime, what: str) -> None:
+    """An event nobody follows, to the workers behind `celery`: they start and load their code."""
+    warm = event(["Warm-up"])
+    celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
+    wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, what)
+
+
 def start_compared(checkout: Path, env: dict[str, str], redis_port: int, workdir: Path, children: Children,
                    hooks: list[str], n: int, processes_option: list[str]):
     """The notify workers and scheduler of another checkout on Redis database 1, with n
@@ -281,9 +288,7 @@ def start_compared(checkout: Path, env: dict[str, str], redis_port: int, workdir
                    compared_env, cwd=checkout)
     children.start("compared-scheduler", [*me, "scheduler", "--loglevel", "WARNING"], compared_env, cwd=checkout)
     celery = create_celery(settings)
-    warm = event(["Warm-up"])
-    celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
-    wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, "compared workers")
+    warm_up(celery, rt, "compared workers")
     print(f"compared: {checkout}'s notify workers and scheduler, {n} subscriptions on Redis database 1", flush=True)
     return celery
 
@@ -352,16 +357,14 @@ def main() -> int:
         children.start("workers", [*me, "worker", "notify", *processes_option, "--loglevel", "WARNING"], env)
         children.start("scheduler", [*me, "scheduler", "--loglevel", "WARNING"], env)
         celery = create_celery(settings)
-        warm = event(["Warm-up"])  # nobody follows it: the workers start and load their code
-        celery.send_task(tasknames.NOTIFY_ARTICLE_EVENT, kwargs={"event": warm})
-        wait_until(lambda: rt.redis.exists(event_key(warm["id"], 1, "article.published")), 60, "workers to start")
+        warm_up(celery, rt, "workers to start")
         compared = None
         if args.compare:
             compared = start_compared(args.compare.resolve(), env, redis_port, workdir, children, hooks, n,
                                       processes_option)
         time.sleep(2)
 
-        roles = ("workers", "receiver", "redis", "scheduler")  # not this process: it only polls the receiver
+        roles = ("workers", "receiver", "redis", "scheduler")  # not this process: it only waits for the receiver
         compared_roles = ("compared-workers", "receiver", "redis", "compared-scheduler")
 
         def run_compared() -> tuple[float, dict[str, float]]:
