@@ -1,8 +1,8 @@
 """Notify-pool tasks: thin wrappers that take ids, reload state and call the library modules.
 
-Delivery semantics: every task is acked late and safe to run twice. The fan-out task only
-stores and batches; the batch task only creates records (due at once) and dispatches; the
-dispatcher sends due deliveries in `notify.deliver_batch` messages, each sent in the
+Delivery semantics: every task is acked late and safe to run twice. The fan-out task stores
+the event and creates its delivery records (due at once) a batch at a time, dispatching
+after each; the dispatcher sends due deliveries in `notify.deliver_batch` messages, each sent in the
 worker process's delivery slots (services.notify.batches), so a slow endpoint holds one
 slot and delays nobody else. `notify.deliver` (one id) is what the API and
 `pressroom deliveries retry` send. Retries are not Celery countdowns: a failed attempt
@@ -29,17 +29,17 @@ TRANSIENT = (RedisError, ConnectionError, TimeoutError)
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENT, autoretry_for=TRANSIENT, retry_backoff=2,
-             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120)
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=600)
 def article_event(self, event: dict) -> int:
-    """Find the subscribers of one article event and queue them in batches."""
+    """Find the subscribers of one article event and create their deliveries, batch by batch."""
     rt = self.rt
-    count = matching.fan_out(rt, event, _first_here(self))
+    count = matching.fan_out(rt, event, _create_here(self))
     log.info("%s %s v%s matched %d subscriptions", event.get("type"), event.get("id"), event.get("version"), count)
     return count
 
 
 @shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENTS, autoretry_for=TRANSIENT, retry_backoff=2,
-             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=300)
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=1200)
 def article_events(self, events: list[dict]) -> int:
     """`article_event` for each of a batch (a rebuild sends one message per batch of pages).
 
@@ -51,7 +51,7 @@ def article_events(self, events: list[dict]) -> int:
     count, malformed = 0, {}
     for number, event in enumerate(events):
         try:
-            count += matching.fan_out(rt, event, _first_here(self))
+            count += matching.fan_out(rt, event, _create_here(self))
         except ValidationError as exc:
             malformed[number] = exc.messages
     log.info("%d article events matched %d subscriptions", len(events) - len(malformed), count)
@@ -63,7 +63,10 @@ def article_events(self, events: list[dict]) -> int:
 @shared_task(bind=True, name=tasknames.NOTIFY_QUEUE_BATCH, autoretry_for=TRANSIENT, retry_backoff=2,
              retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=120)
 def queue_batch(self, event_key: str, subscription_ids: list[str]) -> int:
-    """Create the deliveries of one batch (once each), then dispatch what the queue has room for."""
+    """Create the deliveries of one batch (once each), then dispatch what the queue has room for.
+
+    The fan-out sent one of these a batch until stop 29 and creates them itself now; the task
+    stays for the messages an earlier version left in the queue."""
     rt = self.rt
     created = matching.create_deliveries(rt, event_key, subscription_ids)
     dispatch.dispatch(rt, lambda dids: _send_batch(self.app, dids))
@@ -116,24 +119,19 @@ def _drain(**kwargs) -> None:
         log.warning("deliveries still in flight at exit; they are sent again when their leases lapse")
 
 
-def _first_here(task) -> Callable[[str, list[str]], None]:
-    """fan_out's hand-off of its batches: the first batch's deliveries are created and
-    dispatched right here, so its messages are queued ahead of the other batches' and the
-    first notifications leave while workers still create the rest (in parallel, one
-    `notify.queue_batch` task a batch)."""
-    first = True
+def _create_here(task) -> Callable[[str, list[str]], None]:
+    """fan_out's hand-off of its batches: each batch's deliveries are created right here and
+    dispatched at once, so the first notifications leave while the rest are created. One
+    process creates some 70,000 deliveries a second, far ahead of what workers send; a
+    `notify.queue_batch` task a batch (until stop 29) cost each batch a Celery task, and its
+    messages, queued ahead of the delivery batches, held back their dispatch (the notify
+    queue's backlog counts every message) until they had all run."""
 
-    def send(ekey: str, sids: list[str]) -> None:
-        nonlocal first
-        if first:
-            first = False
-            matching.create_deliveries(task.rt, ekey, sids)
-            dispatch.dispatch(task.rt, lambda dids: _send_batch(task.app, dids))
-        else:
-            task.app.send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, sids],
-                               argsrepr=f"[{ekey!r}, <{len(sids)} subscription ids>]")
+    def create(ekey: str, sids: list[str]) -> None:
+        matching.create_deliveries(task.rt, ekey, sids)
+        dispatch.dispatch(task.rt, lambda dids: _send_batch(task.app, dids))
 
-    return send
+    return create
 
 
 def _send_batch(app, dids: list[str]) -> None:

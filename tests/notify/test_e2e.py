@@ -108,8 +108,8 @@ def test_a_batch_of_events_delivers_each_and_a_malformed_one_holds_up_none(setti
 
 
 def test_a_fan_out_of_several_batches_reaches_every_subscriber_once(settings, rt, workers, webhook_receivers):
-    """Beyond one batch (500): the event's task makes the first batch itself, `notify.queue_batch`
-    tasks make the others, and every delivery of each is sent once and recorded."""
+    """Beyond one batch (500): the event's task creates and dispatches each batch in turn, and
+    every delivery of each is sent once and recorded."""
     receiver = webhook_receivers()
     topic = "fanout-" + uuid.uuid4().hex[:8]
     count = 2 * matching.BATCH_SIZE + 1
@@ -129,3 +129,24 @@ def test_a_fan_out_of_several_batches_reaches_every_subscriber_once(settings, rt
         subscriptions = SubscriptionStore(rt.redis)
         for sub in subs:
             subscriptions.delete(sub.id)
+
+
+def test_a_queue_batch_message_an_earlier_version_left_still_creates_and_delivers(settings, rt, workers,
+                                                                                 webhook_receivers):
+    """Until stop 29 the fan-out sent `notify.queue_batch` a batch; such messages still in the
+    queue after an upgrade create their deliveries and have them sent."""
+    receiver = webhook_receivers()
+    subs = [subscribe(rt, receiver.url, topics=["Defence"]) for _ in range(3)]
+    receiver.secrets = [secret for _, secret in subs]
+    event = article_event()
+    store = DeliveryStore(rt.redis)
+    ekey = store.save_event(event)
+    ids = [delivery_id(event["id"], 1, event["type"], sub.id) for sub, _ in subs]
+    try:
+        create_celery(settings).send_task(tasknames.NOTIFY_QUEUE_BATCH, args=[ekey, [sub.id for sub, _ in subs]])
+        wait_for(lambda: all((store.get(did) or {}).get("state") == "delivered" for did in ids),
+                 timeout=90, message="the batch's deliveries recorded")
+        assert sorted(r["headers"]["webhook-id"] for r in receiver.requests) == sorted(f"msg_{did}" for did in ids)
+    finally:
+        for sub, _ in subs:
+            SubscriptionStore(rt.redis).delete(sub.id)

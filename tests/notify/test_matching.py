@@ -97,7 +97,7 @@ def test_tokens_with_any_characters_are_just_wrong(notify_rt):
             SubscriptionStore(notify_rt.redis).by_unsubscribe_token(token)
 
 
-def test_the_event_task_creates_and_dispatches_the_first_batch_itself_before_queueing_the_rest(notify_rt, monkeypatch):
+def test_the_event_task_creates_each_batch_itself_and_dispatches_it_before_creating_the_next(notify_rt, monkeypatch):
     from types import SimpleNamespace
 
     from services.notify import tasks
@@ -105,19 +105,23 @@ def test_the_event_task_creates_and_dispatches_the_first_batch_itself_before_que
 
     monkeypatch.setattr(matching, "BATCH_SIZE", 5)
     topic = "first-" + uuid.uuid4().hex[:8]
-    for n in range(12):
-        subscribe(notify_rt, f"http://127.0.0.1:9/first/{n}", topics=[topic])
-    sent: list[tuple[str, list]] = []  # the broker, in the order messages reach it
-    app = SimpleNamespace(send_task=lambda name, args, **options: sent.append((name, args)))
-    task = SimpleNamespace(rt=notify_rt, app=app)
-    event = article_event(topics=[topic])
-
-    assert matching.fan_out(notify_rt, event, tasks._first_here(task)) == 12
-
-    assert [name for name, _ in sent] == [tasknames.NOTIFY_DELIVER_BATCH, *[tasknames.NOTIFY_QUEUE_BATCH] * 2]
-    (first_ids,), later = sent[0][1], [sids for _, (_, sids) in sent[1:]]
+    subs = [subscribe(notify_rt, f"http://127.0.0.1:9/first/{n}", topics=[topic])[0] for n in range(12)]
     store = DeliveryStore(notify_rt.redis)
-    assert len(first_ids) == 5 and all(store.get(did)["state"] == "pending" for did in first_ids)
-    assert [len(sids) for sids in later] == [5, 2]
-    later_ids = [delivery_id(event["id"], 1, event["type"], sid) for sids in later for sid in sids]
-    assert all(store.get(did) is None for did in later_ids)  # left to the queue_batch tasks
+    event = article_event(topics=[topic])
+    sent: list[tuple[str, list, int]] = []  # the broker, in the order messages reach it, and records made by then
+
+    def created() -> int:
+        return sum(store.get(delivery_id(event["id"], 1, event["type"], sub.id)) is not None for sub in subs)
+
+    app = SimpleNamespace(send_task=lambda name, args, **options: sent.append((name, args, created())))
+    task = SimpleNamespace(rt=notify_rt, app=app)
+
+    assert matching.fan_out(notify_rt, event, tasks._create_here(task)) == 12
+
+    # one delivery batch a created batch, each sent before the next batch was created
+    assert [(name, len(dids), made) for name, (dids,), made in sent] == [
+        (tasknames.NOTIFY_DELIVER_BATCH, 5, 5), (tasknames.NOTIFY_DELIVER_BATCH, 5, 10),
+        (tasknames.NOTIFY_DELIVER_BATCH, 2, 12)]
+    ids = [did for _, (dids,), _ in sent for did in dids]
+    assert sorted(ids) == sorted(delivery_id(event["id"], 1, event["type"], sub.id) for sub in subs)
+    assert all(store.get(did)["state"] == "pending" for did in ids)
