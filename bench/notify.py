@@ -15,7 +15,7 @@
    many `notify.deliver` tasks that find no delivery, through the same workers.
 2. Fan-out: 100,000 subscriptions that follow the article's topics, beside 25,000 that
    follow others; the time to match and create every delivery record (the functions the
-   fan-out and batch tasks run, in this process, on a real Redis), against reading every
+   fan-out task runs, in this process, on a real Redis), against reading every
    subscription once (what matching without the index would have to do at the least).
 
 With `--compare DIR`, the notify workers and scheduler of another Pressroom checkout
