@@ -45,6 +45,41 @@ def test_dispatch_fills_the_queue_up_to_the_backlog_and_no_further(notify_rt, mo
     assert dispatch.dispatch(notify_rt, send) == 0
 
 
+def test_deliveries_whose_message_the_broker_refused_are_due_again_at_once(notify_rt, monkeypatch):
+    import pytest
+
+    monkeypatch.setattr(dispatch, "BATCH", 4)
+    for n in range(10):
+        subscribe(notify_rt, f"http://127.0.0.1:9/refused/{n}")
+    created = set(queue(notify_rt, article_event()))
+    sent: list[list[str]] = []
+
+    def send(dids):  # the broker takes one message, then is gone
+        if sent:
+            raise ConnectionError("broker gone")
+        sent.append(dids)
+
+    with pytest.raises(ConnectionError):
+        dispatch.dispatch(notify_rt, send)
+    unsent = created - set(sent[0])
+    assert len(sent[0]) == 4 and len(unsent) == 6
+    now = time.time()
+    assert all(notify_rt.redis.zscore(DUE, did) <= now for did in unsent)  # not REQUEUE_AFTER ahead
+    assert all(notify_rt.redis.zscore(DUE, did) > now + 60 for did in sent[0])  # sent: back only if lost
+
+    def redis_gone(self, dids):
+        raise redis.ConnectionError("Redis gone too")
+
+    monkeypatch.setattr(dispatch.DeliveryStore, "hand_back", redis_gone)
+    for did in unsent:
+        notify_rt.redis.zadd(DUE, {did: now - 1})
+    sent.clear()
+    sent.append(["taken"])
+    with pytest.raises(ConnectionError, match="broker gone"):  # the broker's error, not the hand-back's
+        dispatch.dispatch(notify_rt, send)
+    assert all(notify_rt.redis.zscore(DUE, did) > now + 60 for did in unsent)  # they come back after REQUEUE_AFTER
+
+
 def test_top_up_only_when_the_queue_runs_low(notify_rt, monkeypatch):
     monkeypatch.setattr(dispatch, "MAX_BACKLOG", 8)
     for n in range(5):

@@ -125,3 +125,40 @@ def test_the_event_task_creates_each_batch_itself_and_dispatches_it_before_creat
     ids = [did for _, (dids,), _ in sent for did in dids]
     assert sorted(ids) == sorted(delivery_id(event["id"], 1, event["type"], sub.id) for sub in subs)
     assert all(store.get(did)["state"] == "pending" for did in ids)
+
+
+def test_a_fan_out_cut_off_part_way_and_run_again_creates_and_dispatches_each_delivery_once(notify_rt, monkeypatch):
+    """The event task is acked late and retried: when it stops after some batches (here the
+    broker refuses the second batch's message), the run again creates only the rest and
+    every delivery is queued."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from services.notify import tasks
+    from shared import tasknames
+
+    monkeypatch.setattr(matching, "BATCH_SIZE", 5)
+    topic = "cut-" + uuid.uuid4().hex[:8]
+    subs = [subscribe(notify_rt, f"http://127.0.0.1:9/cut/{n}", topics=[topic])[0] for n in range(12)]
+    event = article_event(topics=[topic])
+    ids = {delivery_id(event["id"], 1, event["type"], sub.id) for sub in subs}
+    store = DeliveryStore(notify_rt.redis)
+    sent: list[list[str]] = []
+
+    def broker(name, args, **options):
+        if len(sent) == 1 and not hasattr(broker, "refused"):
+            broker.refused = True
+            raise ConnectionError("broker gone")
+        assert name == tasknames.NOTIFY_DELIVER_BATCH
+        sent.append(args[0])
+
+    task = SimpleNamespace(rt=notify_rt, app=SimpleNamespace(send_task=broker))
+    with pytest.raises(ConnectionError):
+        matching.fan_out(notify_rt, event, tasks._create_here(task))
+    first = {did: store.get(did) for did in ids if store.get(did)}
+    assert len(first) == 10  # two batches made, the second's message refused
+
+    assert matching.fan_out(notify_rt, event, tasks._create_here(task)) == 12
+    assert all(store.get(did) == record for did, record in first.items())  # made once, left as they were
+    assert sorted(did for dids in sent for did in dids) == sorted(ids)  # each queued once
