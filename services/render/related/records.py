@@ -44,39 +44,25 @@ def decode(key: Key, fields: list) -> Record | None:
 
 
 class Records:
-    """The process's kept records, about `limit` of them, in two generations. A record read or
-    met since the last trim is in the young one; `trim` (before a batch), once the two together
-    pass the limit, drops the old one (records no query met since the trim before) and makes
-    the young one old, so a rebuild of more articles than the limit keeps the candidates its
-    queries keep meeting. It started afresh past the limit until stop 29: at 20,000 articles a
-    process read and decoded each candidate's record again every few batches, and the
-    rebuild's workers spent 1.7 times their CPU an article at 10,000. Between trims the young
-    generation grows by one batch's candidates at most, so the two hold at most the limit and
-    a batch's. Thread-safe as dict reads and writes are; a record lost to another thread's
-    trim is read again."""
+    """The process's kept records, up to `limit`: `trim` (before a batch) starts afresh past it.
+    Thread-safe as dict reads and writes are; a record lost to another thread's trim is read again."""
 
     def __init__(self, limit: int = RECORD_LIMIT) -> None:
         self.limit = limit
-        self._young: dict[Key, Record] = {}
-        self._old: dict[Key, Record] = {}
+        self._kept: dict[Key, Record] = {}
 
     def __len__(self) -> int:
-        return len(self._young) + len(self._old)
+        return len(self._kept)
 
     def trim(self) -> None:
-        if len(self._young) + len(self._old) > self.limit:
-            self._old, self._young = self._young, {}
+        if len(self._kept) > self.limit:
+            self._kept = {}
 
     def get(self, key: Key) -> Record | None:
-        record = self._young.get(key)
-        if record is None:
-            record = self._old.pop(key, None)
-            if record is not None:
-                self._young[key] = record
-        return record
+        return self._kept.get(key)
 
     def put(self, key: Key, record: Record) -> None:
-        self._young[key] = record
+        self._kept[key] = record
 
 
 RECORDS = Records()  # this process's

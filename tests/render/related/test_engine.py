@@ -219,7 +219,7 @@ def test_query_many_gives_the_same_lists_when_its_kept_records_are_cleared(newsr
     ids = [doc.id for _, doc in corpus_docs()]
     warm = newsroom.query_many(ids, k=10, chunk=3)
     assert len(records.RECORDS) >= len(ids) - 1  # every article is some other's candidate
-    monkeypatch.setattr(records.RECORDS, "limit", 0)  # kept only from one batch to the next
+    monkeypatch.setattr(records.RECORDS, "limit", 0)  # cleared before every batch
     assert newsroom.query_many(ids, k=10, chunk=3) == warm == {aid: newsroom.query(aid, 10) for aid in ids}
 
 
