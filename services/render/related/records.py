@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from services.render.related import minhash
 
-RECORD_LIMIT = 10_000  # records a process keeps (a few kB each, most of it the sketch)
+# records a process keeps (a few kB each, most of it the sketch). 10,000 until stop 29: a rebuild of
+# 20,000 articles then started afresh every few batches (see CODE_LIMIT in rerank.py, raised with it)
+RECORD_LIMIT = 40_000
 
 Key = tuple[bytes, bytes, bytes]  # record number, article id, digest, as the query script names them
 

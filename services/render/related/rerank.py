@@ -184,7 +184,10 @@ def bm25(weights: dict[str, float], other: Vector | StoredVector, avg_length: fl
     return score
 
 
-CODE_LIMIT = 10_000  # coded vectors a process keeps between batches (a few kB each)
+# coded vectors a process keeps between batches (a few kB each). 10,000 until stop 29: past it a rebuild
+# of 20,000 articles coded and read its candidates again every few batches and took 332-345 s instead of
+# 271; a render process holding 20,000 of each (records.RECORD_LIMIT too) has 268 MB resident
+CODE_LIMIT = 40_000
 
 
 class Terms:
