@@ -437,9 +437,9 @@ def main() -> int:
         children.stop("workers", "scheduler")  # no worker may take the deliveries while they are counted
         started = time.perf_counter()
         groups: list = []
-        matched = matching.fan_out(rt, ev, lambda ekey, sids: groups.append((ekey, sids)))
+        matched = matching.fan_out(rt, ev, lambda loaded, ekey, sids: groups.append((loaded, ekey, sids)))
         match_s = time.perf_counter() - started
-        created = sum(len(matching.create_deliveries(rt, ekey, sids)) for ekey, sids in groups)
+        created = sum(len(matching.create_deliveries(rt, ekey, sids, loaded)) for loaded, ekey, sids in groups)
         fan_s = time.perf_counter() - started
         assert matched == created == followers, (matched, created, followers)
 

@@ -20,8 +20,10 @@ BATCH_SIZE = 500
 _event_schema = ArticleEvent()
 
 
-def fan_out(rt: Runtime, event: dict, send_batch: Callable[[str, list[str]], None]) -> int:
-    """Validate the event, store it and hand matching subscriber ids to `send_batch`; returns the count.
+def fan_out(rt: Runtime, event: dict, send_batch: Callable[[dict, str, list[str]], None]) -> int:
+    """Validate the event, store it and hand matching subscriber ids to `send_batch(event, event
+    key, ids)` (the event as loaded, so creating its deliveries need not read it back); returns
+    the count.
 
     Raises marshmallow.ValidationError for a malformed event (a bug in the sender).
     """
@@ -29,17 +31,19 @@ def fan_out(rt: Runtime, event: dict, send_batch: Callable[[str, list[str]], Non
     ekey = DeliveryStore(rt.redis).save_event(event)
     sids = SubscriptionStore(rt.redis).matching(event["type"], event["topics"])
     for start in range(0, len(sids), BATCH_SIZE):
-        send_batch(ekey, sids[start : start + BATCH_SIZE])
+        send_batch(event, ekey, sids[start : start + BATCH_SIZE])
     return len(sids)
 
 
-def create_deliveries(rt: Runtime, ekey: str, sids: list[str]) -> list[str]:
+def create_deliveries(rt: Runtime, ekey: str, sids: list[str], event: dict | None = None) -> list[str]:
     """Create one delivery per subscriber (once ever, due now); returns the ids of the new ones.
+    `event` is the one stored under `ekey` when the caller holds it (the fan-out), else it is
+    read (none are created once it has expired).
 
     Records that already exist are left alone: a batch or event seen twice adds nothing.
     """
     store = DeliveryStore(rt.redis)
-    event = store.load_event(ekey)
+    event = event or store.load_event(ekey)
     if event is None:
         return []
     return [did for did, state in store.create_many(ekey, event, sids) if state == "created"]

@@ -119,7 +119,7 @@ def _drain(**kwargs) -> None:
         log.warning("deliveries still in flight at exit; they are sent again when their leases lapse")
 
 
-def _create_here(task) -> Callable[[str, list[str]], None]:
+def _create_here(task) -> Callable[[dict, str, list[str]], None]:
     """fan_out's hand-off of its batches: each batch's deliveries are created right here and
     dispatched at once, so the first notifications leave while the rest are created. One
     process creates some 70,000 deliveries a second, far ahead of what workers send; a
@@ -127,8 +127,8 @@ def _create_here(task) -> Callable[[str, list[str]], None]:
     messages, queued ahead of the delivery batches, held back their dispatch (the notify
     queue's backlog counts every message) until they had all run."""
 
-    def create(ekey: str, sids: list[str]) -> None:
-        matching.create_deliveries(task.rt, ekey, sids)
+    def create(event: dict, ekey: str, sids: list[str]) -> None:
+        matching.create_deliveries(task.rt, ekey, sids, event)
         dispatch.dispatch(task.rt, lambda dids: _send_batch(task.app, dids))
 
     return create

@@ -31,7 +31,7 @@ def article_event(kind: str = "article.published", **changes) -> dict:
 def queue(rt, event: dict) -> list[str]:
     """Fan out and create the deliveries; returns the ids of the new ones (not yet attempted)."""
     batches: list[tuple[str, list[str]]] = []
-    matching.fan_out(rt, event, lambda ekey, sids: batches.append((ekey, sids)))
+    matching.fan_out(rt, event, lambda loaded, ekey, sids: batches.append((ekey, sids)))
     queued: list[str] = []
     for ekey, sids in batches:
         queued += matching.create_deliveries(rt, ekey, sids)

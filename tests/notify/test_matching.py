@@ -44,7 +44,7 @@ def test_fan_out_batches_and_creates_each_delivery_once(notify_rt):
     sids = [subscribe(notify_rt, f"http://127.0.0.1:9/{n}", topics=["Arms Trade"])[0].id for n in range(1203)]
     event = article_event()
     batches = []
-    assert matching.fan_out(notify_rt, event, lambda ekey, ids: batches.append((ekey, ids))) == 1203
+    assert matching.fan_out(notify_rt, event, lambda loaded, ekey, ids: batches.append((ekey, ids))) == 1203
     assert [len(ids) for _, ids in batches] == [500, 500, 203]
     assert sorted(s for _, ids in batches for s in ids) == sorted(sids)
 
