@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from celery import shared_task, signals
+from celery.exceptions import SoftTimeLimitExceeded
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
@@ -26,10 +27,13 @@ from shared import tasknames
 log = logging.getLogger("pressroom.notify")
 
 TRANSIENT = (RedisError, ConnectionError, TimeoutError)
+# A fan-out cut off by its time limit runs again and creates only what is missing; failed, its
+# message would be acked (task_acks_on_failure_or_timeout) and the rest of its list never made.
+FAN_OUT_RETRY = (*TRANSIENT, SoftTimeLimitExceeded)
 
 
-@shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENT, autoretry_for=TRANSIENT, retry_backoff=2,
-             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=600)
+@shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENT, autoretry_for=FAN_OUT_RETRY, retry_backoff=2,
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, soft_time_limit=590, time_limit=600)
 def article_event(self, event: dict) -> int:
     """Find the subscribers of one article event and create their deliveries, batch by batch."""
     rt = self.rt
@@ -38,8 +42,8 @@ def article_event(self, event: dict) -> int:
     return count
 
 
-@shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENTS, autoretry_for=TRANSIENT, retry_backoff=2,
-             retry_backoff_max=120, retry_jitter=True, max_retries=50, time_limit=1200)
+@shared_task(bind=True, name=tasknames.NOTIFY_ARTICLE_EVENTS, autoretry_for=FAN_OUT_RETRY, retry_backoff=2,
+             retry_backoff_max=120, retry_jitter=True, max_retries=50, soft_time_limit=1190, time_limit=1200)
 def article_events(self, events: list[dict]) -> int:
     """`article_event` for each of a batch (a rebuild sends one message per batch of pages).
 

@@ -162,3 +162,15 @@ def test_a_fan_out_cut_off_part_way_and_run_again_creates_and_dispatches_each_de
     assert matching.fan_out(notify_rt, event, tasks._create_here(task)) == 12
     assert all(store.get(did) == record for did, record in first.items())  # made once, left as they were
     assert sorted(did for dids in sent for did in dids) == sorted(ids)  # each queued once
+
+
+def test_a_fan_out_stopped_by_its_soft_time_limit_is_retried_not_failed():
+    """The worker-wide soft limit (PRESSROOM_TASK_TIME_LIMIT - 5 s) would otherwise stop a long
+    fan-out as a failure, acked with the rest of its list never created."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from services.notify import tasks
+
+    for task in (tasks.article_event, tasks.article_events):
+        assert SoftTimeLimitExceeded in task.autoretry_for
+        assert task.soft_time_limit < task.time_limit
